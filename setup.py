@@ -4,15 +4,15 @@ The top-level ``trainers/`` and ``dataset_conversion/`` folders are installed as
 ``nnunet_anomaly.trainers`` and ``nnunet_anomaly.dataset_conversion``, so every trainer class has one
 canonical module path (nnU-Net's spawned data-augmentation workers unpickle it by that path).
 """
-from setuptools import setup
+from setuptools import find_packages, setup
 
-PACKAGES = {
+PACKAGE_DIR = {
     "nnunet_anomaly": "nnunet_anomaly",
-    "nnunet_anomaly.tasks": "nnunet_anomaly/tasks",
-    "nnunet_anomaly.evaluation": "nnunet_anomaly/evaluation",
     "nnunet_anomaly.trainers": "trainers",
     "nnunet_anomaly.dataset_conversion": "dataset_conversion",
 }
+PACKAGES = ["nnunet_anomaly", *(f"nnunet_anomaly.{p}" for p in find_packages("nnunet_anomaly")),
+            "nnunet_anomaly.trainers", "nnunet_anomaly.dataset_conversion"]
 
 setup(
     name="nnunet-anomaly",
@@ -25,8 +25,8 @@ setup(
     long_description_content_type="text/markdown",
     license="Apache-2.0",
     python_requires=">=3.10",
-    packages=list(PACKAGES),
-    package_dir=PACKAGES,
+    packages=PACKAGES,
+    package_dir=PACKAGE_DIR,
     package_data={"nnunet_anomaly": ["data/*.json", "data/*.LICENSE"]},
     install_requires=[
         "nnunetv2>=2.8.1",
