@@ -1,0 +1,288 @@
+"""N-dimensional Poisson image editing: the exact Dirichlet solution through the DST-I.
+
+:func:`poisson_blend` pastes the gradients of an (already positioned) source image into a target image
+inside a mask, as Pérez et al. (2003) and the Many-tasks reference (pie-torch ``blend_dst_numpy``, the
+OpenCV ``seamlessClone`` solver generalised to N dimensions) do.  The discrete Poisson equation is solved
+exactly over a box around the mask with the target's values on the box faces (Dirichlet conditions).
+
+Two things make it cheaper than the reference while giving the same answer on the same box:
+
+* the unknown is written ``f = target + h``, so ``Lap h = div(mask * (grad source - grad target))`` with
+  ``h = 0`` on the faces: the right-hand side needs no boundary term and one difference image;
+* the box (the mask's bounding box grown by one voxel) is grown further to a size whose DST-I is fast:
+  a DST-I of ``n`` samples (``n - 2`` unknowns) runs an FFT of length ``2 (n - 1)``, which pocketfft does
+  quickly only when that length has small prime factors (a 48-voxel box costs about twice a 49-voxel one).
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import scipy.fft
+
+from ._checks import check_finite, check_mask
+
+__all__ = ["poisson_blend", "blend_box"]
+
+_SUPPORTED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _is_fast_box_size(n: int) -> bool:
+    """True when ``2 (n - 1)`` has no prime factor above 7 (the FFT behind a DST-I of an ``n``-voxel box)."""
+    m = n - 1
+    if m < 1:
+        return False
+    for p in (2, 3, 5, 7):
+        while m % p == 0:
+            m //= p
+    return m == 1
+
+
+def _grow_axis(lo: int, hi: int, size: int, fft_friendly: bool) -> Tuple[int, int]:
+    """Grow ``[lo, hi)`` inside ``[0, size)`` to the smallest FFT-friendly length, keeping it centred."""
+    n = hi - lo
+    if not fft_friendly:
+        return lo, hi
+    target = next((m for m in range(n, size + 1) if _is_fast_box_size(m)), None)
+    if target is None or target == n:  # already fast, or no fast size fits in the image: keep the box
+        return lo, hi
+    extra = target - n
+    lo, hi = lo - extra // 2, hi + extra - extra // 2
+    if lo < 0:  # clamped on one side: take the rest from the other side (target <= size, so it fits)
+        lo, hi = 0, hi - lo
+    if hi > size:
+        lo, hi = lo - (hi - size), size
+    return lo, hi
+
+
+def blend_box(mask, *, margin: int = 1, fft_friendly: bool = True) -> Optional[Tuple[slice, ...]]:
+    """The box that :func:`poisson_blend` solves over, as a tuple of slices (``None`` for an empty mask).
+
+    The mask's bounding box is grown by ``margin`` voxels on every side and clamped to the image, then,
+    if ``fft_friendly``, grown further (still inside the image, as centred as the image allows) to the
+    smallest size ``n`` per axis for which ``2 (n - 1)`` has only prime factors 2, 3, 5 and 7.
+
+    Parameters
+    ----------
+    mask : array_like of bool
+        Spatial mask (any number of dimensions).
+    margin : int, optional
+        Voxels added around the bounding box before the FFT-friendly growth (at least 1, so the mask
+        lies strictly inside the box unless it touches the image border).
+    fft_friendly : bool, optional
+        Whether to grow the box to an FFT-friendly size.
+
+    Returns
+    -------
+    tuple of slice or None
+
+    Examples
+    --------
+    >>> mask = np.zeros((100, 100), dtype=bool)
+    >>> mask[20:50, 40:45] = True
+    >>> blend_box(mask, fft_friendly=False)
+    (slice(19, 51, None), slice(39, 46, None))
+    >>> blend_box(mask)          # 32 -> 33 (FFT length 2*32 = 64); 7 is already fast (2*6 = 12)
+    (slice(19, 52, None), slice(39, 46, None))
+    >>> blend_box(np.zeros(5, dtype=bool)) is None
+    True
+    """
+    mask = np.asarray(mask)
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 1:
+        raise ValueError(f"`margin` must be an integer >= 1; got {margin!r}")
+    if mask.ndim < 1:
+        raise ValueError(f"`mask` must have at least one dimension; got shape {mask.shape}")
+    if not mask.any():
+        return None
+    box = []
+    for axis, size in enumerate(mask.shape):
+        other_axes = tuple(a for a in range(mask.ndim) if a != axis)
+        occupied = np.flatnonzero(mask.any(axis=other_axes))
+        lo = max(int(occupied[0]) - margin, 0)
+        hi = min(int(occupied[-1]) + 1 + margin, size)
+        lo, hi = _grow_axis(lo, hi, size, fft_friendly)
+        box.append(slice(lo, hi))
+    return tuple(box)
+
+
+@lru_cache(maxsize=64)
+def _dst_eigenvalues(interior_shape: Tuple[int, ...], dtype_name: str) -> np.ndarray:
+    """Eigenvalues of the (2N+1)-point Laplacian with Dirichlet faces, broadcast to the interior shape.
+
+    For an axis with ``n`` samples (``n - 2`` unknowns) they are ``2 cos(pi k / (n - 1)) - 2``,
+    ``k = 1 .. n - 2``; the N-D eigenvalue is their sum over axes.  Cached: boxes repeat during training.
+    """
+    ndim = len(interior_shape)
+    total = np.zeros((1,) * ndim)
+    for axis, unknowns in enumerate(interior_shape):
+        k = np.arange(1, unknowns + 1)
+        values = 2.0 * np.cos(np.pi * k / (unknowns + 1)) - 2.0
+        total = total + values.reshape([-1 if a == axis else 1 for a in range(ndim)])
+    total = total.astype(dtype_name)
+    total.setflags(write=False)
+    return total
+
+
+def _guidance_divergence(target_box, source_box, mask_box, mix_gradients: bool) -> np.ndarray:
+    """``div(mask * (guide - grad target))`` on the box interior; forward differences, backward divergence.
+
+    Arrays are ``(C, *box)``; ``mask_box`` is ``(*box)`` in the compute dtype with its faces already 0.
+    The mask is sampled at the start voxel of each forward difference, as in the reference.
+    """
+    spatial_ndim = mask_box.ndim
+    interior = tuple(slice(1, -1) for _ in range(spatial_ndim))
+    rhs = None
+    difference = None if mix_gradients else source_box - target_box
+    for axis in range(spatial_ndim):
+        # Keep every axis but `axis` at the interior: only those rows enter the divergence.
+        rows = list(interior)
+        rows[axis] = slice(None)
+        rows = tuple(rows)
+        starts = list(interior)
+        starts[axis] = slice(0, -1)
+        array_axis = axis + 1  # skip the channel axis
+        if mix_gradients:
+            grad_target = np.diff(target_box[(slice(None),) + rows], axis=array_axis)
+            grad_source = np.diff(source_box[(slice(None),) + rows], axis=array_axis)
+            # Per axis and voxel keep the larger-magnitude gradient; ties go to the target (as the reference).
+            flux = np.where(np.abs(grad_target) >= np.abs(grad_source), 0, grad_source - grad_target)
+            flux = flux.astype(target_box.dtype, copy=False)
+        else:
+            flux = np.diff(difference[(slice(None),) + rows], axis=array_axis)
+        flux *= mask_box[tuple(starts)]
+        contribution = np.diff(flux, axis=array_axis)
+        if rhs is None:
+            rhs = contribution
+        else:
+            rhs += contribution
+    return rhs
+
+
+def poisson_blend(target, source, mask, *, mix_gradients: bool = False, channel_axis: Optional[int] = None):
+    """Blend ``source`` into ``target`` inside ``mask`` by solving the Poisson equation (Dirichlet, DST-I).
+
+    The result ``f`` satisfies, at every voxel strictly inside the solve box,
+    ``Lap f = div(v)`` with the guidance field ``v = grad source`` where the mask is set (per axis: the
+    mask is sampled at the first voxel of each forward difference) and ``v = grad target`` elsewhere;
+    on the box faces ``f = target``.  The box is :func:`blend_box` of the mask: its bounding box grown by
+    one voxel on every side, clamped to the image, and grown further to an FFT-friendly size.
+
+    Parameters
+    ----------
+    target : ndarray, float32 or float64
+        Image to blend into, spatial or with a channel axis (see ``channel_axis``).
+    source : array_like
+        Image whose gradients are pasted, same shape as ``target`` and already positioned; cast to
+        ``target``'s dtype.
+    mask : array_like of bool
+        Spatial mask (``target``'s shape without the channel axis): where the source gradients guide
+        the solution.  Not modified.
+    mix_gradients : bool, optional
+        Mixed gradients: per axis and voxel keep whichever of the target and source gradient has the
+        larger magnitude (ties keep the target's), as the reference does.
+    channel_axis : int, optional
+        Axis of ``target``/``source`` holding channels; each channel is solved with the same mask and box.
+
+    Returns
+    -------
+    ndarray
+        A new array with ``target``'s shape and dtype.  Voxels outside the box, and the box faces, keep
+        the target values; the whole box interior is recomputed (voxels near, but outside, the mask may
+        change slightly, as in the reference).  Computation is in ``target``'s dtype.
+
+    Raises
+    ------
+    ValueError
+        For a ``target`` that is not float32/float64, mismatched shapes, a mask of the wrong shape,
+        NaN/inf values or a bad ``channel_axis``.
+
+    Notes
+    -----
+    A mask touching the image border: the box is clamped to the image, so the border voxels are box
+    faces and keep the target values (Dirichlet) even where the mask is set; the mask is forced to 0 on
+    the box faces (on a private copy) as in the reference.  An axis of fewer than 3 voxels has no
+    interior: the target is returned unchanged (as a copy), as it is for an empty mask.
+
+    Examples
+    --------
+    Pasting the gradients of a ramp into a flat 1-D signal: the three guided differences (voxels 2-5)
+    each want +1, the box faces (voxels 1 and 5) stay at the target's 0, and the exact least-squares
+    compromise puts the whole drop on the unguided difference:
+
+    >>> target = np.zeros(7)
+    >>> source = np.arange(7.0)
+    >>> mask = np.array([0, 0, 1, 1, 1, 0, 0], dtype=bool)
+    >>> blend_box(mask)
+    (slice(1, 6, None),)
+    >>> np.round(poisson_blend(target, source, mask), 6)
+    array([ 0.  ,  0.  , -0.75, -0.5 , -0.25,  0.  ,  0.  ])
+
+    With source equal to target nothing changes, in any dimension:
+
+    >>> rng = np.random.default_rng(0)
+    >>> volume = rng.random((6, 7, 8)).astype(np.float32)
+    >>> out = poisson_blend(volume, volume, np.ones(volume.shape, dtype=bool))
+    >>> out.dtype, bool(np.allclose(out, volume, atol=1e-5))
+    (dtype('float32'), True)
+    """
+    target_array = np.asarray(target)
+    if target_array.dtype not in _SUPPORTED_DTYPES:
+        raise ValueError(
+            f"`target` must be float32 or float64; got dtype {target_array.dtype} "
+            "(convert it first, e.g. target.astype(np.float32))"
+        )
+    if channel_axis is not None:
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)) or not (
+            -target_array.ndim <= channel_axis < target_array.ndim
+        ):
+            raise ValueError(f"`channel_axis` {channel_axis!r} is out of range for `target` of shape {target_array.shape}")
+        channel_axis = int(channel_axis) % target_array.ndim
+    spatial_ndim = target_array.ndim - (0 if channel_axis is None else 1)
+    if spatial_ndim < 1:
+        raise ValueError(f"`target` needs at least one spatial dimension; got shape {target_array.shape}")
+    if target_array.size == 0:
+        raise ValueError(f"`target` is empty; got shape {target_array.shape}")
+    source_array = np.asarray(source)
+    if source_array.shape != target_array.shape:
+        raise ValueError(f"`source` must have `target`'s shape {target_array.shape}; got {source_array.shape}")
+    if not (np.issubdtype(source_array.dtype, np.floating) or np.issubdtype(source_array.dtype, np.integer)):
+        raise ValueError(f"`source` must be a real numeric array; got dtype {source_array.dtype}")
+
+    # Channel-first views (no copies): (C, *spatial).
+    if channel_axis is None:
+        target_cf, source_cf = target_array[np.newaxis], source_array[np.newaxis]
+    else:
+        target_cf = np.moveaxis(target_array, channel_axis, 0)
+        source_cf = np.moveaxis(source_array, channel_axis, 0)
+    spatial_shape = target_cf.shape[1:]
+    mask_array = check_mask(mask, spatial_shape)
+    check_finite(target_array, "target")
+    check_finite(source_array, "source")
+
+    result = target_array.copy()
+    box = blend_box(mask_array)
+    if box is None or any(s.stop - s.start < 3 for s in box):
+        return result
+
+    dtype = target_array.dtype
+    box_cf = (slice(None),) + box
+    target_box = target_cf[box_cf]
+    source_box = source_cf[box_cf].astype(dtype, copy=False)
+    # A private copy in the compute dtype: the caller's mask is never touched.
+    mask_box = mask_array[box].astype(dtype)
+    for axis in range(spatial_ndim):
+        faces = [slice(None)] * spatial_ndim
+        faces[axis] = [0, -1]
+        mask_box[tuple(faces)] = 0
+
+    rhs = _guidance_divergence(target_box, source_box, mask_box, mix_gradients)
+    spatial_axes = tuple(range(1, spatial_ndim + 1))
+    coefficients = scipy.fft.dstn(rhs, type=1, axes=spatial_axes, overwrite_x=True, workers=1)
+    coefficients /= _dst_eigenvalues(rhs.shape[1:], dtype.name)
+    correction = scipy.fft.idstn(coefficients, type=1, axes=spatial_axes, overwrite_x=True, workers=1)
+
+    result_cf = result[np.newaxis] if channel_axis is None else np.moveaxis(result, channel_axis, 0)
+    interior = (slice(None),) + tuple(slice(s.start + 1, s.stop - 1) for s in box)
+    result_cf[interior] += correction.astype(dtype, copy=False)
+    return result
