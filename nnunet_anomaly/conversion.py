@@ -1,0 +1,719 @@
+"""Shared building blocks of the dataset-conversion scripts in ``dataset_conversion/``.
+
+Small pure functions for the preprocessing steps of the reference implementation (Baugh et al.,
+MICCAI 2023; ``preprocessing/brain_preproc.py``, ``vindr_cxr_preproc.py``, ``mood_preproc.py``,
+``imagenet_preproc.py``) plus the plumbing every script shares: reading inputs with a clear error,
+writing nnU-Net cases atomically, and a resumable, parallel case runner with a progress bar and an
+end-of-run summary.
+
+Geometry conventions: 3D volumes are numpy arrays in the voxel order of the source file (nibabel's
+``(i, j, k)``); every geometric step also updates a 4x4 voxel-to-world ``affine`` so the outputs stay
+in the source's world space and the crop/pad bookkeeping (``crop_info``) can undo them exactly.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from nnunet_anomaly._io import atomic_path, write_json
+
+__all__ = [
+    "RAW_ENV",
+    "resolve_output_root",
+    "dataset_folder_name",
+    "edge_preserving_rescale",
+    "zscore_in_mask",
+    "nonzero_bbox",
+    "pad_to_even",
+    "downsample_by_two",
+    "BrainCase",
+    "preprocess_brain",
+    "brain_foreground",
+    "read_nifti",
+    "write_nifti",
+    "write_image_2d",
+    "read_dicom",
+    "preprocess_radiograph",
+    "boxes_to_mask",
+    "equalise_to_unit_range",
+    "natural_image_to_unit_range",
+    "body_mask_from_corner",
+    "Case",
+    "RunSummary",
+    "run_cases",
+    "write_dataset_json",
+    "add_common_arguments",
+]
+
+RAW_ENV = "nnUNet_raw"
+
+
+# ----------------------------------------------------------------------------------------------
+# command-line plumbing
+# ----------------------------------------------------------------------------------------------
+def resolve_output_root(output: str | os.PathLike | None) -> Path:
+    """The raw-data root: ``--output`` if given, else ``$nnUNet_raw`` (read now, not at import).
+
+    Raises
+    ------
+    ValueError
+        When neither is given.
+
+    Examples
+    --------
+    >>> resolve_output_root("/tmp/raw").as_posix()
+    '/tmp/raw'
+    """
+    if output is None or str(output) == "":
+        output = os.environ.get(RAW_ENV)
+    if not output:
+        raise ValueError(
+            f"no output folder: pass --output PATH or set the environment variable {RAW_ENV} "
+            "to your nnU-Net raw-data folder"
+        )
+    return Path(output).expanduser()
+
+
+def dataset_folder_name(dataset_id: int, name: str) -> str:
+    """nnU-Net's folder name ``DatasetNNN_Name``.
+
+    Examples
+    --------
+    >>> dataset_folder_name(990, "MNIDemo")
+    'Dataset990_MNIDemo'
+    """
+    if not 0 < int(dataset_id) < 1000:
+        raise ValueError(f"dataset id must be in 1..999 (nnU-Net's three digits), got {dataset_id}")
+    return f"Dataset{int(dataset_id):03d}_{name}"
+
+
+def add_common_arguments(parser, *, input_help: str | None = None) -> None:
+    """Add ``--output`` and ``-np`` (and ``--input`` if `input_help` is given) to an argparse parser."""
+    if input_help is not None:
+        parser.add_argument("-i", "--input", required=True, help=input_help)
+    parser.add_argument(
+        "-o", "--output", default=None,
+        help=f"nnU-Net raw-data root (default: the environment variable {RAW_ENV})",
+    )
+    parser.add_argument("-np", "--num-processes", type=int, default=1, dest="num_processes",
+                        help="number of worker processes (default 1)")
+
+
+# ----------------------------------------------------------------------------------------------
+# brain MRI preprocessing (reference section 10.1)
+# ----------------------------------------------------------------------------------------------
+def _rescale_affine(affine: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int]) -> np.ndarray:
+    """Affine of a volume resized from `in_shape` to `out_shape` by skimage (pixel centres aligned)."""
+    factor = np.asarray(in_shape, float) / np.asarray(out_shape, float)
+    step = np.eye(4)
+    step[:3, :3] = np.diag(factor)
+    step[:3, 3] = 0.5 * factor - 0.5  # skimage maps output index o to input (o + 0.5) * f - 0.5
+    return affine @ step
+
+
+def edge_preserving_rescale(image: np.ndarray, scale: float) -> np.ndarray:
+    """Linear rescale that does not darken the edge of a zero-background (skull-stripped) image.
+
+    The reference's trick: rescale the image and its ``> 0`` mask with the same linear filter, zero
+    the voxels whose rescaled mask is below 0.5 and divide the rest by the rescaled mask. Blurred
+    edge voxels are thus renormalised (a normalised convolution), so the z-score afterwards is not
+    biased by half-background voxels.
+
+    Parameters
+    ----------
+    image : ndarray
+        N-D image with background exactly 0.
+    scale : float
+        Zoom factor (0.7 takes 0.7 mm to 1 mm).
+
+    Returns
+    -------
+    ndarray (float32)
+
+    Examples
+    --------
+    >>> img = np.zeros((10, 10)); img[2:8, 2:8] = 5.0
+    >>> out = edge_preserving_rescale(img, 0.5)
+    >>> out.shape, float(out.max()), float(out[out > 0].min())   # edges keep the value 5
+    ((5, 5), 5.0, 5.0)
+    """
+    from skimage.transform import rescale
+
+    image = np.asarray(image, dtype=np.float32)
+    mask = (image > 0).astype(np.float32)
+    kwargs = dict(order=1, mode="constant", cval=0.0, anti_aliasing=False, preserve_range=True)
+    small = rescale(image, scale, **kwargs).astype(np.float32)
+    small_mask = rescale(mask, scale, **kwargs).astype(np.float32)
+    keep = small_mask >= 0.5
+    out = np.zeros_like(small)
+    out[keep] = small[keep] / small_mask[keep]
+    return out
+
+
+def zscore_in_mask(image: np.ndarray, mask: np.ndarray, eps: float = 1e-8) -> np.ndarray:
+    """Z-score `image` with the mean and std of the voxels in `mask`; 0 outside the mask.
+
+    Examples
+    --------
+    >>> out = zscore_in_mask(np.array([0.0, 1.0, 3.0]), np.array([False, True, True]))
+    >>> out.round(6).tolist()
+    [0.0, -1.0, 1.0]
+    """
+    image = np.asarray(image)
+    mask = np.asarray(mask, dtype=bool)
+    if mask.shape != image.shape:
+        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}")
+    if not mask.any():
+        raise ValueError("cannot z-score: the mask is empty")
+    values = image[mask].astype(np.float64)
+    out = np.zeros(image.shape, dtype=np.float32)
+    out[mask] = (values - values.mean()) / (values.std() + eps)
+    return out
+
+
+def nonzero_bbox(mask: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Per-axis ``(start, stop)`` of the bounding box of the True/nonzero voxels.
+
+    Examples
+    --------
+    >>> m = np.zeros((4, 5), bool); m[1:3, 2] = True
+    >>> nonzero_bbox(m)
+    ((1, 3), (2, 3))
+    """
+    mask = np.asarray(mask) != 0
+    if not mask.any():
+        raise ValueError("cannot crop: the image is empty (all zero)")
+    bounds = []
+    for axis in range(mask.ndim):
+        other = tuple(a for a in range(mask.ndim) if a != axis)
+        hits = np.flatnonzero(mask.any(axis=other))
+        bounds.append((int(hits[0]), int(hits[-1]) + 1))
+    return tuple(bounds)
+
+
+def pad_to_even(image: np.ndarray, cval: float = 0) -> tuple[np.ndarray, tuple[tuple[int, int], ...]]:
+    """Pad every odd-sized axis by one voxel at its end (the reference's rule).
+
+    Examples
+    --------
+    >>> out, pads = pad_to_even(np.ones((3, 4)))
+    >>> out.shape, pads
+    ((4, 4), ((0, 1), (0, 0)))
+    """
+    pads = tuple((0, int(s % 2)) for s in np.shape(image))
+    return np.pad(image, pads, mode="constant", constant_values=cval), pads
+
+
+def downsample_by_two(image: np.ndarray, *, is_label: bool = False) -> np.ndarray:
+    """Halve every axis of an even-sized array: linear with anti-aliasing, or nearest for labels.
+
+    This is the reference's ``skimage.transform.rescale(x, 0.5)`` (order 1, skimage's default
+    Gaussian anti-aliasing) for images and order 0 without anti-aliasing for segmentations.
+
+    Examples
+    --------
+    >>> downsample_by_two(np.ones((4, 6))).shape
+    (2, 3)
+    >>> downsample_by_two(np.eye(4, dtype=np.uint8), is_label=True).dtype
+    dtype('uint8')
+    """
+    from skimage.transform import rescale
+
+    if any(s % 2 for s in np.shape(image)):
+        raise ValueError(f"downsample_by_two needs even sizes, got {np.shape(image)}; call pad_to_even first")
+    if is_label:
+        out = rescale(image, 0.5, order=0, anti_aliasing=False, preserve_range=True, mode="constant")
+        return out.astype(np.asarray(image).dtype)
+    return rescale(np.asarray(image, np.float32), 0.5, order=1, anti_aliasing=True,
+                   preserve_range=True, mode="constant").astype(np.float32)
+
+
+def brain_foreground(channels: np.ndarray) -> np.ndarray:
+    """The reference's brain mask: any channel nonzero, holes filled (``(C, *spatial)`` input).
+
+    Examples
+    --------
+    >>> img = np.zeros((1, 5, 5)); img[0, 1:4, 1:4] = 1; img[0, 2, 2] = 0
+    >>> int(brain_foreground(img).sum())
+    9
+    """
+    return ndimage.binary_fill_holes(np.any(np.asarray(channels) != 0, axis=0))
+
+
+@dataclass
+class BrainCase:
+    """A preprocessed brain: low-res channels, brain mask, optional lesion mask, bookkeeping."""
+
+    channels: np.ndarray          # (C, X, Y, Z) float32, z-scored in the brain, 0 outside
+    brain_mask: np.ndarray        # (X, Y, Z) uint8
+    lesion: np.ndarray | None     # (X, Y, Z) uint8 (all lesion classes = 1) or None
+    affine: np.ndarray            # 4x4 voxel-to-world of the low-res grid
+    crop_info: dict = field(default_factory=dict)
+
+
+def preprocess_brain(
+    channels: Sequence[np.ndarray],
+    affine: np.ndarray | None = None,
+    *,
+    segmentation: np.ndarray | None = None,
+    resample_scale: float | None = None,
+    flip_axis: int | None = None,
+    max_crop_shape: Sequence[int] | None = (160, 224, 160),
+    channel_names: Sequence[str] | None = None,
+) -> BrainCase:
+    """The reference's brain pipeline (``brain_preproc.py``) for one subject.
+
+    1. optional edge-preserving rescale (HCP: 0.7 mm -> 1 mm, ``resample_scale=0.7``); the
+       segmentation is resized nearest-neighbour;
+    2. z-score each channel over its ``> 0`` voxels (background stays 0);
+    3. crop to the union bounding box of the channels' ``> 0`` voxels;
+    4. optional flip (BraTS: axis 1, to HCP's orientation);
+    5. pad to even sizes (at the end of each axis) and downsample by 2.
+
+    Parameters
+    ----------
+    channels : sequence of ndarray
+        Skull-stripped volumes of one subject, same shape, background 0.
+    affine : (4, 4) ndarray, optional
+        Voxel-to-world affine of the inputs (identity if omitted); updated through every step.
+    segmentation : ndarray, optional
+        Lesion labels; every nonzero class becomes 1.
+    resample_scale, flip_axis : optional
+        See above.
+    max_crop_shape : sequence of int, optional
+        The reference asserts that the brain box fits 160x224x160 (so the output fits 80x112x80).
+    channel_names : sequence of str, optional
+        Only used in error messages.
+
+    Returns
+    -------
+    BrainCase
+        ``crop_info`` records every shape, the crop box, the flip and the padding, which is what
+        the CRADL comparison needs to map a low-res prediction back to the input grid.
+
+    Examples
+    --------
+    >>> vol = np.zeros((12, 14, 10), np.float32); vol[2:9, 3:12, 1:8] = np.arange(1, 442).reshape(7, 9, 7)
+    >>> case = preprocess_brain([vol])
+    >>> case.channels.shape, case.crop_info["bbox"]
+    ((1, 4, 5, 4), [[2, 9], [3, 12], [1, 8]])
+    """
+    names = list(channel_names) if channel_names is not None else [f"channel {i}" for i in range(len(channels))]
+    vols = [np.asarray(c, dtype=np.float32) for c in channels]
+    if not vols:
+        raise ValueError("preprocess_brain needs at least one channel")
+    if any(v.ndim != 3 for v in vols):
+        raise ValueError(f"expected 3D volumes, got shapes {[v.shape for v in vols]} for {names}")
+    if any(v.shape != vols[0].shape for v in vols):
+        raise ValueError(f"channel shapes differ: {dict(zip(names, [v.shape for v in vols]))}")
+    for name, v in zip(names, vols):
+        if not np.isfinite(v).all():
+            raise ValueError(f"{name} has NaN/inf values")
+        if not (v > 0).any():
+            raise ValueError(f"{name} has no positive voxels (is it a skull-stripped brain?)")
+    seg = None if segmentation is None else np.asarray(segmentation)
+    if seg is not None and seg.shape != vols[0].shape:
+        raise ValueError(f"segmentation shape {seg.shape} differs from image shape {vols[0].shape}")
+    affine = np.eye(4) if affine is None else np.asarray(affine, dtype=float)
+    info: dict[str, Any] = {"input_shape": list(vols[0].shape)}
+
+    if resample_scale is not None:
+        in_shape = vols[0].shape
+        vols = [edge_preserving_rescale(v, resample_scale) for v in vols]
+        if seg is not None:
+            from skimage.transform import resize
+
+            seg = resize(seg, vols[0].shape, order=0, anti_aliasing=False, preserve_range=True,
+                         mode="constant").astype(seg.dtype)
+        affine = _rescale_affine(affine, in_shape, vols[0].shape)
+        info["resample_scale"] = float(resample_scale)
+    info["resampled_shape"] = list(vols[0].shape)
+
+    vols = [zscore_in_mask(v, v > 0) for v in vols]
+
+    union = np.zeros(vols[0].shape, bool)
+    for v in vols:
+        union |= v != 0
+    bbox = nonzero_bbox(union)
+    size = tuple(b - a for a, b in bbox)
+    if max_crop_shape is not None and any(s > m for s, m in zip(size, max_crop_shape)):
+        raise ValueError(f"brain bounding box {size} exceeds {tuple(max_crop_shape)} (wrong resolution?)")
+    crop = tuple(slice(a, b) for a, b in bbox)
+    vols = [v[crop] for v in vols]
+    seg = None if seg is None else seg[crop]
+    shift = np.eye(4)
+    shift[:3, 3] = [a for a, _ in bbox]
+    affine = affine @ shift
+    info["bbox"] = [[a, b] for a, b in bbox]
+    info["cropped_shape"] = list(size)
+
+    if flip_axis is not None:
+        vols = [np.flip(v, axis=flip_axis) for v in vols]
+        seg = None if seg is None else np.flip(seg, axis=flip_axis)
+        flip = np.eye(4)
+        flip[flip_axis, flip_axis] = -1
+        flip[flip_axis, 3] = size[flip_axis] - 1
+        affine = affine @ flip
+    info["flip_axis"] = flip_axis
+
+    padded = [pad_to_even(v)[0] for v in vols]
+    pads = pad_to_even(vols[0])[1]
+    info["padding"] = [list(p) for p in pads]
+    info["padded_shape"] = list(padded[0].shape)
+    low = np.stack([downsample_by_two(v) for v in padded])
+    half = np.eye(4)
+    half[:3, :3] *= 2.0
+    half[:3, 3] = 0.5
+    affine = affine @ half
+    lesion = None
+    if seg is not None:
+        seg_even = pad_to_even((seg != 0).astype(np.uint8))[0]
+        lesion = downsample_by_two(seg_even, is_label=True)
+    info["output_shape"] = list(low.shape[1:])
+    return BrainCase(low, brain_foreground(low).astype(np.uint8), lesion, affine, info)
+
+
+# ----------------------------------------------------------------------------------------------
+# file I/O with clear errors
+# ----------------------------------------------------------------------------------------------
+def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """Read a NIfTI volume as ``(float32 array, affine)``; a clear error names a bad file."""
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing input file: {path}")
+    try:
+        img = nib.load(str(path))
+        data = np.asanyarray(img.dataobj).astype(np.float32)
+    except Exception as exc:  # nibabel raises many types for truncated or foreign files
+        raise ValueError(f"cannot read NIfTI file {path}: {exc}") from exc
+    if data.ndim == 4 and data.shape[-1] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
+    return data, np.asarray(img.affine, dtype=float)
+
+
+def write_nifti(path: str | os.PathLike, array: np.ndarray, affine: np.ndarray | None = None) -> Path:
+    """Write a 3D array atomically as NIfTI (float32 images, uint8 masks keep their dtype)."""
+    import nibabel as nib
+
+    array = np.asarray(array)
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    img = nib.Nifti1Image(np.ascontiguousarray(array), np.eye(4) if affine is None else affine)
+    img.header.set_xyzt_units("mm")
+    img.set_qform(img.affine, code=1)
+    img.set_sform(img.affine, code=1)
+    with atomic_path(path) as tmp:
+        nib.save(img, str(tmp))
+    return Path(path)
+
+
+def write_image_2d(path: str | os.PathLike, array: np.ndarray, spacing: Sequence[float] = (1.0, 1.0)) -> Path:
+    """Write a 2D ``(rows, cols)`` array atomically as a 2D NIfTI that nnU-Net's SimpleITKIO reads
+    back as ``(1, 1, rows, cols)`` (float32 intensities survive, unlike in a PNG)."""
+    import SimpleITK as sitk
+
+    array = np.asarray(array)
+    if array.ndim != 2:
+        raise ValueError(f"write_image_2d expects a 2D array, got shape {array.shape}")
+    if array.dtype == bool:
+        array = array.astype(np.uint8)
+    if array.dtype.kind == "f":
+        array = array.astype(np.float32)
+    img = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    img.SetSpacing(tuple(float(s) for s in spacing[::-1]))
+    with atomic_path(path) as tmp:
+        sitk.WriteImage(img, str(tmp), True)
+    return Path(path)
+
+
+# ----------------------------------------------------------------------------------------------
+# chest X-ray preprocessing (reference section 10.3)
+# ----------------------------------------------------------------------------------------------
+def read_dicom(path: str | os.PathLike):
+    """Read a DICOM file with pixel data; a clear error names a missing, unreadable or pixel-less file."""
+    import pydicom
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing DICOM file: {path}")
+    try:
+        ds = pydicom.dcmread(str(path))
+        pixels = ds.pixel_array
+    except Exception as exc:
+        raise ValueError(f"cannot read DICOM pixel data from {path}: {exc}") from exc
+    if pixels.ndim != 2:
+        raise ValueError(f"{path}: expected a single-frame greyscale radiograph, got pixel shape {pixels.shape}")
+    return ds
+
+
+def _first_value(value) -> float:
+    """WindowCenter/WindowWidth may be multi-valued; the first is the default window."""
+    try:
+        return float(value[0])
+    except (TypeError, IndexError):
+        return float(value)
+
+
+def _aa_resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
+    from skimage.transform import resize
+
+    return resize(image, tuple(shape), order=3, anti_aliasing=True, preserve_range=True,
+                  mode="reflect").astype(np.float32)
+
+
+def equalise_to_unit_range(image: np.ndarray, nbins: int = 256) -> np.ndarray:
+    """Histogram-equalise (`nbins` bins) and rescale min-max to [-1, 1] (float32).
+
+    Examples
+    --------
+    >>> out = equalise_to_unit_range(np.arange(16.0).reshape(4, 4))
+    >>> float(out.min()), float(out.max())
+    (-1.0, 1.0)
+    """
+    from skimage import exposure
+
+    image = np.asarray(image, dtype=np.float64)
+    if np.ptp(image) == 0:
+        raise ValueError("the image is constant; it cannot be histogram-equalised")
+    eq = exposure.equalize_hist(image, nbins=nbins)
+    lo, hi = eq.min(), eq.max()
+    return (2.0 * (eq - lo) / (hi - lo) - 1.0).astype(np.float32)
+
+
+def preprocess_radiograph(ds, size: int = 256, intermediate_size: int = 512) -> tuple[np.ndarray, dict]:
+    """The reference's VinDr preprocessing of one DICOM dataset, to ``(size, size)`` in [-1, 1].
+
+    Steps: modality LUT (rescale slope/intercept, a no-op when absent) -> bicubic anti-aliased
+    resize to `intermediate_size` -> clip to WindowCenter +- WindowWidth/2 when both tags exist ->
+    histogram equalisation (256 bins) -> inversion for MONOCHROME1 (so bone is bright) -> [-1, 1]
+    -> bicubic anti-aliased resize to `size`, clipped to [-1, 1].
+
+    Returns
+    -------
+    image : (size, size) float32 in [-1, 1]
+    info : dict with the original shape, the window used and the photometric interpretation.
+    """
+    from pydicom.pixels import apply_modality_lut
+
+    raw = np.asarray(ds.pixel_array)
+    pixels = np.asarray(apply_modality_lut(raw, ds), dtype=np.float32)
+    info: dict[str, Any] = {"original_shape": list(pixels.shape)}
+    image = _aa_resize(pixels, (intermediate_size, intermediate_size))
+    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
+    if center is not None and width is not None:
+        c, w = _first_value(center), _first_value(width)
+        image = np.clip(image, c - w / 2, c + w / 2)
+        info["window"] = [c, w]
+    else:
+        info["window"] = None
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip()
+    info["photometric_interpretation"] = photometric
+    image = equalise_to_unit_range(image)
+    if photometric == "MONOCHROME1":
+        image = -image
+    image = np.clip(_aa_resize(image, (size, size)), -1.0, 1.0)
+    return image, info
+
+
+def boxes_to_mask(boxes: Iterable[Sequence[float]], original_shape: Sequence[int], size: int = 256) -> np.ndarray:
+    """Union of ``(x_min, y_min, x_max, y_max)`` boxes (original pixel units) on a `size` grid.
+
+    Coordinates are scaled by ``size / original`` per axis and rounded, as the reference does;
+    x runs along columns, y along rows.
+
+    Examples
+    --------
+    >>> m = boxes_to_mask([(10, 20, 30, 60)], (100, 200), size=10)
+    >>> np.argwhere(m).min(0).tolist(), np.argwhere(m).max(0).tolist()
+    ([2, 0], [5, 1])
+    """
+    rows, cols = original_shape
+    mask = np.zeros((size, size), dtype=np.uint8)
+    for x_min, y_min, x_max, y_max in boxes:
+        r0, r1 = int(round(y_min * size / rows)), int(round(y_max * size / rows))
+        c0, c1 = int(round(x_min * size / cols)), int(round(x_max * size / cols))
+        r0, c0 = max(r0, 0), max(c0, 0)
+        # a box thinner than one output pixel still marks one pixel
+        mask[r0:max(r1, r0 + 1), c0:max(c1, c0 + 1)] = 1
+    return mask
+
+
+def natural_image_to_unit_range(image: np.ndarray, size: int = 256, intermediate_size: int = 512) -> np.ndarray:
+    """The reference's ImageNet preprocessing: grey -> resize 512 -> equalise -> [-1, 1] -> resize `size`.
+
+    Examples
+    --------
+    >>> rgb = np.random.default_rng(0).integers(0, 255, (40, 30, 3)).astype(np.uint8)
+    >>> out = natural_image_to_unit_range(rgb, size=16, intermediate_size=32)
+    >>> out.shape, bool(out.min() >= -1 and out.max() <= 1)
+    ((16, 16), True)
+    """
+    from skimage.color import rgb2gray, rgba2rgb
+
+    image = np.asarray(image)
+    if image.ndim == 3 and image.shape[-1] == 4:
+        image = rgba2rgb(image)
+    if image.ndim == 3 and image.shape[-1] == 3:
+        image = rgb2gray(image)
+    elif image.ndim == 3 and image.shape[-1] == 1:
+        image = image[..., 0]
+    if image.ndim != 2:
+        raise ValueError(f"expected a grey or RGB(A) image, got shape {image.shape}")
+    image = _aa_resize(image.astype(np.float32), (intermediate_size, intermediate_size))
+    image = equalise_to_unit_range(image)
+    return np.clip(_aa_resize(image, (size, size)), -1.0, 1.0)
+
+
+# ----------------------------------------------------------------------------------------------
+# abdominal CT (reference section 10.2)
+# ----------------------------------------------------------------------------------------------
+def body_mask_from_corner(image: np.ndarray, upper: float = 0.03, lower: float = 0.0) -> np.ndarray:
+    """Body mask = NOT(the region connected to voxel (0, ..., 0) with intensity in [lower, upper]).
+
+    Face connectivity, like SimpleITK's ``ConnectedThreshold`` the reference uses.
+
+    Examples
+    --------
+    >>> img = np.zeros((5, 5)); img[1:4, 1:4] = 1.0; img[2, 2] = 0.0   # an enclosed dark voxel stays body
+    >>> body_mask_from_corner(img).sum()
+    np.int64(9)
+    """
+    image = np.asarray(image)
+    background = (image >= lower) & (image <= upper)
+    origin = (0,) * image.ndim
+    if not background[origin]:
+        # the corner itself is not background-like: nothing is connected to it
+        return np.ones(image.shape, dtype=bool)
+    labels, _ = ndimage.label(background)
+    return labels != labels[origin]
+
+
+# ----------------------------------------------------------------------------------------------
+# the resumable, parallel case runner
+# ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Case:
+    """One unit of work: `function(**kwargs)` must write exactly `outputs`."""
+
+    name: str
+    outputs: tuple[Path, ...]
+    function: Callable[..., Any]
+    kwargs: Mapping[str, Any]
+
+    def done(self) -> bool:
+        return all(Path(p).is_file() for p in self.outputs)
+
+
+@dataclass
+class RunSummary:
+    """What a conversion run did."""
+
+    converted: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        lines = [f"converted {len(self.converted)}, skipped {len(self.skipped)} (already done), "
+                 f"failed {len(self.failed)}"]
+        lines += [f"  FAILED {name}: {msg}" for name, msg in sorted(self.failed.items())]
+        return "\n".join(lines)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def _call(function: Callable[..., Any], kwargs: Mapping[str, Any]) -> Any:
+    return function(**kwargs)
+
+
+def _tqdm(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="case", file=sys.stderr, disable=None)
+
+
+def run_cases(cases: Sequence[Case], num_processes: int = 1, *, desc: str = "converting",
+              overwrite: bool = False) -> RunSummary:
+    """Run every unfinished case (resumable: cases whose outputs all exist are skipped).
+
+    A case that raises is recorded as failed with its message and the others go on; outputs are
+    written by the case functions through ``atomic_path``, so a failed or interrupted case leaves
+    no partial file and is simply redone next time.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "x.txt"
+    >>> case = Case("x", (out,), out.write_text, {"data": "hi"})
+    >>> run_cases([case]).converted, run_cases([case]).skipped
+    (['x'], ['x'])
+    """
+    if num_processes < 1:
+        raise ValueError(f"-np/num_processes must be >= 1, got {num_processes}")
+    names = [c.name for c in cases]
+    if len(set(names)) != len(names):
+        raise ValueError("case names must be unique")
+    summary = RunSummary()
+    todo = []
+    for case in cases:
+        if not overwrite and case.done():
+            summary.skipped.append(case.name)
+        else:
+            todo.append(case)
+    with _tqdm(len(todo), desc) as bar:
+        if num_processes == 1 or len(todo) <= 1:
+            for case in todo:
+                try:
+                    case.function(**case.kwargs)
+                    summary.converted.append(case.name)
+                except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+                    summary.failed[case.name] = str(exc)
+                bar.update()
+        else:
+            with ProcessPoolExecutor(max_workers=num_processes) as pool:
+                futures = {pool.submit(_call, c.function, c.kwargs): c.name for c in todo}
+                for future in futures:
+                    name = futures[future]
+                    try:
+                        future.result()
+                        summary.converted.append(name)
+                    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
+                        summary.failed[name] = str(exc)
+                    bar.update()
+    return summary
+
+
+def write_dataset_json(
+    dataset_dir: Path,
+    *,
+    channel_names: Mapping[int | str, str],
+    labels: Mapping[str, int],
+    num_training: int,
+    file_ending: str,
+    description: str,
+    **extra: Any,
+) -> Path:
+    """Write nnU-Net's ``dataset.json`` atomically (same keys as ``generate_dataset_json``)."""
+    data = {
+        "channel_names": {str(k): v for k, v in channel_names.items()},
+        "labels": dict(labels),
+        "numTraining": int(num_training),
+        "file_ending": file_ending,
+        "description": description,
+    }
+    data.update(extra)
+    return write_json(Path(dataset_dir) / "dataset.json", data)
