@@ -1,0 +1,91 @@
+"""nnU-Net's progress logger with the synthetic-validation curves added.
+
+nnU-Net's ``LocalLogger`` accepts only its own keys, and its ``progress.png`` calls the validation
+metric "pseudo dice". :class:`AnomalyLocalLogger` adds per-task AP and AUROC keys and draws a plot
+that says what the curves are: pooled pixel AP on the fixed synthetic validation set (the value in
+nnU-Net's ``mean_fg_dice`` slot), its moving average (``ema_fg_dice``, which selects
+``checkpoint_best.pth``), and one AP curve per validation task.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from nnunetv2.training.logging.nnunet_logger import LocalLogger
+
+__all__ = ["AnomalyLocalLogger", "EXTRA_KEYS"]
+
+#: keys added to nnU-Net's logger: pooled AUROC, and per-task AP / AUROC dictionaries {task: value}.
+EXTRA_KEYS = ("val_auroc", "val_ap_per_task", "val_auroc_per_task")
+
+
+class AnomalyLocalLogger(LocalLogger):
+    """``LocalLogger`` with :data:`EXTRA_KEYS`; ``plot_progress_png`` shows the synthetic-validation AP."""
+
+    def __init__(self, verbose: bool = False):
+        super().__init__(verbose)
+        for key in EXTRA_KEYS:
+            self.my_fantastic_logging[key] = []
+
+    def load_checkpoint(self, checkpoint: dict):
+        super().load_checkpoint(checkpoint)
+        for key in EXTRA_KEYS:  # checkpoints from before these keys existed
+            n = len(self.my_fantastic_logging.get("mean_fg_dice", []))
+            self.my_fantastic_logging.setdefault(key, [float("nan") if key == "val_auroc" else {}] * n)
+
+    def plot_progress_png(self, output_folder):
+        import matplotlib
+        matplotlib.use("agg")
+        import matplotlib.pyplot as plt
+
+        log = self.my_fantastic_logging
+        epochs = min(len(v) for v in log.values())
+        if epochs == 0:
+            return
+        x = list(range(epochs))
+        fig, axes = plt.subplots(4, 1, figsize=(12, 18))
+        ax = axes[0]
+        ax.plot(x, log["train_losses"][:epochs], color="b", label="training loss", linewidth=2)
+        ax.plot(x, log["val_losses"][:epochs], color="r", label="validation loss", linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("loss")
+        ax.legend(loc="upper left")
+        ax2 = ax.twinx()
+        ax2.plot(x, log["mean_fg_dice"][:epochs], color="g", ls="dotted", label="pixel AP (pooled)", linewidth=2)
+        ax2.plot(x, log["ema_fg_dice"][:epochs], color="g", label="pixel AP, moving average (selects best)",
+                 linewidth=3)
+        ax2.plot(x, log["val_auroc"][:epochs], color="k", ls="dashed", label="pixel AUROC (pooled)", linewidth=1.5)
+        ax2.set_ylabel("synthetic validation metric")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper right")
+        ax.set_title("fixed synthetic validation set")
+
+        ax = axes[1]
+        per_task = log["val_ap_per_task"][:epochs]
+        tasks = sorted({t for entry in per_task for t in entry})
+        for task in tasks:
+            ax.plot(x, [entry.get(task, np.nan) for entry in per_task], label=f"AP {task}", linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("pixel AP per validation task")
+        ax.set_ylim(0, 1)
+        if tasks:
+            ax.legend(loc="upper left")
+
+        ax = axes[2]
+        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epochs], log["epoch_start_timestamps"])]
+        ax.plot(x, durations, color="b", label="epoch duration", linewidth=2)
+        ax.set_ylim(0, max(durations + [1]) * 1.1)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("time [s]")
+        ax.legend(loc="upper left")
+
+        ax = axes[3]
+        ax.plot(x, log["lrs"][:epochs], color="b", label="learning rate", linewidth=2)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("learning rate")
+        ax.legend(loc="upper left")
+        fig.tight_layout()
+        from nnunet_anomaly._io import atomic_path
+        with atomic_path(os.path.join(output_folder, "progress.png")) as tmp:
+            fig.savefig(tmp)
+        plt.close(fig)

@@ -1,0 +1,571 @@
+"""``AnomalyTaskTrainer``: nnU-Net's trainer wired to the synthetic anomaly tasks and task-fold validation.
+
+The trainer only connects library pieces to nnU-Net's hooks:
+
+==============================================  =================================================================
+nnU-Net hook                                     what it does here
+==============================================  =================================================================
+``__init__``                                     checks the fold, rewrites the labels to one sigmoid region
+``do_split``                                     task-fold partitions from nnU-Net's ``splits_final.json`` blocks
+``configure_rotation_dummyDA_mirroring...``      reference augmentation (left-right flip in 3D, none in 2D)
+``get_dataloaders``                              anomaly transform in the DA workers + the fixed validation set
+``_build_loss``                                  soft BCE (or MSE on probabilities) with deep supervision
+``validation_step`` / ``on_validation_epoch_end``  pooled and per-task pixel AP / AUROC, gathered under DDP
+``on_epoch_end``                                 EMA of the AP selects ``checkpoint_best.pth``
+``configure_optimizers`` / ``train_step``        optional paper schedule (AdamW, per-step warm-up/decay/floor)
+``run_training``                                 optional early stopping on the synthetic validation signal
+``perform_actual_validation``                    full-image synthetic validation -> ``validation/summary.json``
+==============================================  =================================================================
+
+Settings are class attributes (nnU-Net rebuilds trainers from their class name, so a variant is a
+subclass that changes attributes; see ``trainers/``).
+"""
+from __future__ import annotations
+
+import math
+import os
+from copy import deepcopy
+from time import time
+from typing import List
+
+import numpy as np
+import torch
+from torch import distributed as dist
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+from nnunet_anomaly.nnunet.losses import SoftBCEWithLogitsLoss, with_deep_supervision
+from nnunet_anomaly.nnunet.lr_schedule import WarmupExponentialFloorLR, steps_to_epochs
+from nnunet_anomaly.nnunet.progress import AnomalyLocalLogger
+from nnunet_anomaly.nnunet.sources import PreprocessedCasePool, case_view, resolve_external_pool
+from nnunet_anomaly.nnunet.transforms import SoftDownsampleForDSTransform, SyntheticAnomalyTransform
+from nnunet_anomaly.nnunet.validation import (ValidationBatches, ValidationSample, crop_to_patch, gather_scores,
+                                              make_validation_image, pair_seed, select_pairs, summarise)
+
+__all__ = ["AnomalyTaskTrainer", "as_single_sigmoid_head", "check_fold", "task_fold_partition",
+           "left_right_axis"]
+
+ANOMALY_LABELS = {"background": 0, "anomaly": [1, 2]}
+
+
+def as_single_sigmoid_head(dataset_json: dict) -> dict:
+    """A copy of `dataset_json` whose labels make nnU-Net predict one sigmoid channel.
+
+    nnU-Net treats a label whose value is a list of more than one label as a *region*; one region gives
+    one segmentation head, a sigmoid at inference, and a one-channel ``--save_probabilities`` map.
+
+    Examples
+    --------
+    >>> out = as_single_sigmoid_head({"labels": {"background": 0, "brain": 1}, "file_ending": ".nii.gz"})
+    >>> out["labels"], out["regions_class_order"]
+    ({'background': 0, 'anomaly': [1, 2]}, [1])
+    """
+    if not isinstance(dataset_json, dict):
+        raise ValueError(f"dataset_json must be a dict, got {type(dataset_json).__name__}")
+    out = deepcopy(dataset_json)
+    out["labels"] = deepcopy(ANOMALY_LABELS)
+    out["regions_class_order"] = [1]
+    return out
+
+
+def check_fold(trainer_name: str, fold, num_train_tasks: int):
+    """The :class:`~nnunet_anomaly.folds.FoldSplit` of `fold`, or a ValueError naming the valid range."""
+    from nnunet_anomaly.folds import fold_split, num_folds
+
+    n = num_folds(num_train_tasks)
+    if isinstance(fold, str):
+        if fold == "all":
+            raise ValueError(f"{trainer_name}: fold 'all' has no meaning for task folds; use a fold in 0..{n - 1} "
+                             f"({n} folds for {num_train_tasks} training task(s))")
+        try:
+            fold = int(fold)
+        except ValueError:
+            raise ValueError(f"{trainer_name}: fold must be an integer in 0..{n - 1}, got {fold!r}") from None
+    if not isinstance(fold, (int, np.integer)) or not 0 <= int(fold) < n:
+        raise ValueError(f"{trainer_name}: fold {fold} is out of range; valid folds are 0..{n - 1} "
+                         f"({n} folds for {num_train_tasks} training task(s))")
+    return fold_split(int(fold), num_train_tasks)
+
+
+def task_fold_partition(splits: list, split) -> tuple[list, list]:
+    """Training and validation cases of a task fold from nnU-Net's 5-fold ``splits_final.json``.
+
+    Block i is the validation cases of nnU-Net fold i; the partition is the union of the split's
+    ``train_blocks`` and ``val_blocks``.
+
+    Examples
+    --------
+    >>> from nnunet_anomaly.folds import fold_split
+    >>> splits = [{"train": [], "val": [f"c{i}"]} for i in range(5)]
+    >>> task_fold_partition(splits, fold_split(0, 1))
+    (['c1', 'c2', 'c3', 'c4'], ['c0'])
+    """
+    if not isinstance(splits, list) or len(splits) != 5:
+        raise ValueError(f"task folds need nnU-Net's 5-fold splits_final.json (block i = validation cases of "
+                         f"fold i); got {len(splits) if isinstance(splits, list) else type(splits).__name__} splits")
+    blocks = [list(s["val"]) for s in splits]
+    seen = {}
+    for b, block in enumerate(blocks):
+        if not block:
+            raise ValueError(f"splits_final.json: block {b} (validation cases of fold {b}) is empty")
+        for case in block:
+            if case in seen:
+                raise ValueError(f"splits_final.json: case {case!r} is in the validation cases of folds "
+                                 f"{seen[case]} and {b}; task folds need disjoint blocks")
+            seen[case] = b
+    train = sorted(c for b in split.train_blocks for c in blocks[b])
+    val = sorted(c for b in split.val_blocks for c in blocks[b])
+    return train, val
+
+
+def left_right_axis(plans_manager) -> int:
+    """Index of the left-right axis of a 3D preprocessed array.
+
+    nnU-Net's SimpleITK reader returns arrays as (z, y, x), so x (left-right in a radiological,
+    axis-aligned volume) is axis 2; the nibabel readers return (x, y, z), so it is axis 0. The plans'
+    ``transpose_forward`` then moves the axes; the result is the position of that axis after it.
+    """
+    reader = str(plans_manager.plans.get("image_reader_writer", ""))
+    original_axis = 0 if "Nibabel" in reader else 2
+    return list(plans_manager.transpose_forward).index(original_axis)
+
+
+class AnomalyTaskTrainer(nnUNetTrainer):
+    """Train on T synthetic anomaly tasks, validate on the others (Baugh et al., MICCAI 2023)."""
+
+    #: number of training tasks T; the fold argument selects one of C(5, T) task combinations.
+    num_train_tasks = 1
+    #: loss on the single output channel (soft targets); wrapped in deep supervision when enabled.
+    loss_class = SoftBCEWithLogitsLoss
+    #: False: the reference's augmentation (3D: flip the left-right axis with p=0.5; 2D: none).
+    use_nnunet_augmentation = False
+    #: base seed of the anomaly parameters in the DA workers (combined with the fold).
+    anomaly_seed = 0
+    #: seed of the fixed synthetic validation set.
+    validation_seed = 12345
+    #: fraction of training samples that receive an anomaly (the reference: all).
+    anomaly_probability = 1.0
+    #: task recipe settings; None = TaskOptions.brain() for 3D and TaskOptions.cxr() for 2D.
+    task_options = None
+    #: memory budget of the per-epoch validation patches.
+    validation_memory_mb = 512
+    #: cap on validation (case, task) pairs regardless of memory (None: memory budget only).
+    validation_max_pairs = None
+    #: voxels scored per validation patch (a fixed random subset above this).
+    max_scored_voxels_per_sample = 65536
+    #: final validation: test-time mirroring, cap on cases (None = all), voxels scored per image.
+    final_validation_mirroring = True
+    final_validation_max_cases = None
+    max_scored_voxels_per_image = 1_000_000
+    #: training length (None keeps nnU-Net's 1000 x 250).
+    epochs = None
+    iterations_per_epoch = None
+    #: paper optimisation: AdamW (weight decay 0) with the reference's per-step schedule.
+    paper_schedule = False
+    paper_peak_lr_3d = 1e-3
+    paper_peak_lr_2d = 5e-3
+    #: stop when the EMA of the validation AP has not improved for this many optimiser steps.
+    early_stopping_patience_steps = None
+
+    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
+                 device: torch.device = torch.device('cuda')):
+        # fail before nnU-Net creates any output folder
+        self.task_split = check_fold(type(self).__name__, fold, self.num_train_tasks)
+        super().__init__(plans, configuration, fold, as_single_sigmoid_head(dataset_json), device)
+        self.logger.local_logger = AnomalyLocalLogger()
+        from nnunet_anomaly.tasks import TASK_NAMES
+        self.train_task_names = [TASK_NAMES[i] for i in self.task_split.train_tasks]
+        self.val_task_names = [TASK_NAMES[i] for i in self.task_split.val_tasks]
+        if self.epochs is not None:
+            self.num_epochs = int(self.epochs)
+        if self.iterations_per_epoch is not None:
+            self.num_iterations_per_epoch = int(self.iterations_per_epoch)
+        self.spatial_dims = len(self.configuration_manager.patch_size)
+        if self.paper_schedule:
+            self.initial_lr = self.paper_peak_lr_3d if self.spatial_dims == 3 else self.paper_peak_lr_2d
+            self.weight_decay = 0.0
+        self._global_step = 0
+        self._validation_samples: List[ValidationSample] = []
+        self.print_to_log_file(f"{type(self).__name__}: fold {fold} trains on tasks {self.train_task_names} "
+                               f"(blocks {list(self.task_split.train_blocks)}) and validates "
+                               f"{self.val_task_names} (blocks {list(self.task_split.val_blocks)})")
+
+    # ------------------------------------------------------------------------------------------ data
+    def do_split(self):
+        """(training cases, validation cases) of this task fold; see :func:`task_fold_partition`."""
+        from batchgenerators.utilities.file_and_folder_operations import isfile, load_json
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+        from nnunetv2.utilities.crossval_split import generate_crossval_split
+
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        splits_file = os.path.join(self.preprocessed_dataset_folder_base, "splits_final.json")
+        if not isfile(splits_file):
+            # exactly nnU-Net's own split (sorted identifiers, seed 12345, 5 folds), written atomically
+            from nnunet_anomaly._io import write_json
+            self.print_to_log_file("Creating new 5-fold cross-validation split (nnU-Net's own)...")
+            identifiers = sorted(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
+            if len(identifiers) < 5:
+                raise ValueError(f"{self.plans_manager.dataset_name}: task folds need at least 5 training cases "
+                                 f"(one per block), found {len(identifiers)}")
+            write_json(splits_file, generate_crossval_split(identifiers, seed=12345, n_splits=5))
+        try:
+            train, val = task_fold_partition(load_json(splits_file), self.task_split)
+        except ValueError as error:
+            raise ValueError(f"{splits_file}: {error}") from None
+        self.print_to_log_file(f"Task fold {self.fold}: {len(train)} training and {len(val)} validation cases")
+        return train, val
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        if self.use_nnunet_augmentation:
+            return rotation, dummy_2d, initial_patch_size, mirror_axes
+        # the reference: left-right flip only in 3D, nothing in 2D; no rotation, so no larger initial patch
+        mirror_axes = (left_right_axis(self.plans_manager),) if self.spatial_dims == 3 else None
+        self.inference_allowed_mirroring_axes = mirror_axes
+        return rotation, False, np.array(self.configuration_manager.patch_size), mirror_axes
+
+    def _task_options(self):
+        from nnunet_anomaly.tasks import TaskOptions
+        if self.task_options is not None:
+            return self.task_options
+        return TaskOptions.brain() if self.spatial_dims == 3 else TaskOptions.cxr()
+
+    def _resolve_tasks_and_pools(self, train_keys, val_keys):
+        """Pools for both partitions, the external pool, and the task lists it allows."""
+        num_channels = len(self.dataset_json.get("channel_names", self.dataset_json.get("modality", {0: 0})))
+        choice = resolve_external_pool(self.preprocessed_dataset_folder_base, self.spatial_dims,
+                                       num_channels=num_channels)
+        self.print_to_log_file(choice.description)
+        if choice.pool is None:
+            dropped = [t for t in self.train_task_names + self.val_task_names if t == "inter_blend"]
+            if dropped:
+                self.print_to_log_file("WARNING: " + "!" * 20 + " inter_blend is not used in this run " + "!" * 20)
+            self.train_task_names = [t for t in self.train_task_names if t != "inter_blend"]
+            self.val_task_names = [t for t in self.val_task_names if t != "inter_blend"]
+            if not self.train_task_names:
+                raise ValueError(f"{type(self).__name__} fold {self.fold} trains only inter_blend, which needs an "
+                                 f"external pool: set $nnunet_anomaly_pool or create "
+                                 f"{os.path.join(self.preprocessed_dataset_folder_base, 'anomaly_pool')}/images/")
+        train_pool = PreprocessedCasePool(self.preprocessed_dataset_folder, train_keys,
+                                          spatial_dims=self.spatial_dims, dataset_class=self.dataset_class)
+        val_pool = PreprocessedCasePool(self.preprocessed_dataset_folder, val_keys,
+                                        spatial_dims=self.spatial_dims, dataset_class=self.dataset_class)
+        return train_pool, val_pool, choice.pool
+
+    def _training_transforms(self, patch_size, rotation, deep_supervision_scales, mirror_axes, dummy_2d,
+                             train_pool, inter_pool):
+        from batchgeneratorsv2.transforms.spatial.mirroring import MirrorTransform
+        from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
+
+        if self.use_nnunet_augmentation:
+            base = nnUNetTrainer.get_training_transforms(
+                patch_size, rotation, None, mirror_axes, dummy_2d,
+                use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=False,
+                foreground_labels=None, regions=None, ignore_label=None)
+            transforms = list(base.transforms)
+        else:
+            transforms = [MirrorTransform(allowed_axes=mirror_axes)] if mirror_axes else []
+        transforms.append(SyntheticAnomalyTransform(
+            self.train_task_names, seed=int(np.random.SeedSequence([self.anomaly_seed, int(self.fold)])
+                                            .generate_state(1)[0]),
+            intra_pool=train_pool, inter_pool=inter_pool, options=self._task_options(),
+            p_anomaly=self.anomaly_probability))
+        if deep_supervision_scales is not None:
+            transforms.append(SoftDownsampleForDSTransform(deep_supervision_scales))
+        return ComposeTransforms(transforms)
+
+    def get_dataloaders(self):
+        from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
+        from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
+        from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+        from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        patch_size = self.configuration_manager.patch_size
+        ds_scales = self._get_deep_supervision_scales()
+        rotation, dummy_2d, initial_patch_size, mirror_axes = \
+            self.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        train_keys, val_keys = self.do_split()
+        train_pool, val_pool, inter_pool = self._resolve_tasks_and_pools(train_keys, val_keys)
+        self.print_to_log_file(f"training tasks {self.train_task_names}, validation tasks {self.val_task_names}")
+
+        transforms = self._training_transforms(patch_size, rotation, ds_scales, mirror_axes, dummy_2d,
+                                               train_pool, inter_pool)
+        dataset_tr = self.dataset_class(self.preprocessed_dataset_folder, train_keys)
+        loader = nnUNetDataLoader(dataset_tr, self.batch_size, initial_patch_size, patch_size, self.label_manager,
+                                  oversample_foreground_percent=self.oversample_foreground_percent,
+                                  sampling_probabilities=None, pad_sides=None, transforms=transforms,
+                                  probabilistic_oversampling=self.probabilistic_oversampling)
+        workers = get_allowed_n_proc_DA()
+        if workers == 0:
+            train_gen = SingleThreadedAugmenter(loader, None)
+        else:
+            train_gen = NonDetMultiThreadedAugmenter(data_loader=loader, transform=None, num_processes=workers,
+                                                     num_cached=max(6, workers // 2), seeds=None,
+                                                     pin_memory=self.device.type == 'cuda', wait_time=0.002)
+
+        self._validation_samples = self._build_validation_samples(val_keys, val_pool, inter_pool)
+        rank, world = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
+        mine = self._validation_samples[rank::world]
+        val_gen = ValidationBatches(mine, self.batch_size,
+                                    SoftDownsampleForDSTransform(ds_scales) if ds_scales is not None else None)
+        self._validation_keys = list(range(len(self._validation_samples)))[rank::world]
+        self.num_val_iterations_per_epoch = len(val_gen)
+        _ = next(train_gen)
+        return train_gen, val_gen
+
+    def _build_validation_samples(self, val_keys, val_pool, inter_pool) -> List[ValidationSample]:
+        """The fixed per-epoch validation patches (identical on every rank; each rank scores a share)."""
+        from tqdm import tqdm
+
+        patch = [int(p) for p in self.configuration_manager.patch_size]
+        channels = len(self.dataset_json.get("channel_names", {0: 0}))
+        bytes_per_sample = (channels + 2) * int(np.prod(patch)) * 4
+        max_pairs = max(1, int(self.validation_memory_mb * 2 ** 20 // bytes_per_sample))
+        if self.validation_max_pairs is not None:
+            max_pairs = min(max_pairs, int(self.validation_max_pairs))
+        pairs = select_pairs(val_keys, self.val_task_names, max_pairs, self.validation_seed)
+        self.print_to_log_file(f"fixed synthetic validation set: {len(pairs)} (case, task) patches of {patch} "
+                               f"(seed {self.validation_seed}, budget {self.validation_memory_mb} MB)")
+        samples, cached = [], (None, None)
+        options = self._task_options()
+        for case, task in tqdm(pairs, desc="synthetic validation set", disable=self.local_rank != 0):
+            if cached[0] != case:
+                cached = (case, val_pool.load(case))
+            data, seg = cached[1]
+            seed = pair_seed(self.validation_seed, case, task)
+            rng = np.random.default_rng(seed.spawn(1)[0])
+            image, foreground = case_view(data, seg, self.spatial_dims, rng if self.spatial_dims == 2 else None)
+            anomalous, label, mask = make_validation_image(image, foreground, task, seed, intra_pool=val_pool,
+                                                           inter_pool=inter_pool, options=options)
+            # centre: the anomaly when there is one (the patch must show what is scored), else the foreground
+            where = np.argwhere(mask) if mask.any() else np.argwhere(foreground)
+            centre = where[rng.integers(len(where))] if len(where) else np.array(foreground.shape) // 2
+            img_p, lab_p, mask_p = crop_to_patch([anomalous, label[None], mask], centre, patch, [0.0, 0.0, False])
+            n = mask_p.size
+            scored = None
+            if n > self.max_scored_voxels_per_sample:
+                scored = np.sort(rng.choice(n, self.max_scored_voxels_per_sample, replace=False))
+            samples.append(ValidationSample(case, task, img_p.astype(np.float32), lab_p.astype(np.float32),
+                                            mask_p.astype(bool), scored))
+        return samples
+
+    # ------------------------------------------------------------------------------------------ loss
+    def _build_loss(self):
+        loss = self.loss_class()
+        if self.enable_deep_supervision:
+            num_outputs = len(self._get_deep_supervision_scales())
+            loss = with_deep_supervision(loss, num_outputs, ddp=self.is_ddp and not self._do_i_compile())
+        return loss
+
+    # ------------------------------------------------------------------------------------ optimisation
+    def configure_optimizers(self):
+        if not self.paper_schedule:
+            return super().configure_optimizers()
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=0.0)
+        return optimizer, WarmupExponentialFloorLR(optimizer, peak_lr=self.initial_lr)
+
+    def on_train_epoch_start(self):
+        if not self.paper_schedule:
+            return super().on_train_epoch_start()
+        self.network.train()
+        self._global_step = self.current_epoch * self.num_iterations_per_epoch
+        self.lr_scheduler.step(self._global_step)
+        self.print_to_log_file('')
+        self.print_to_log_file(f'Epoch {self.current_epoch}')
+        self.print_to_log_file(f"Current learning rate (step {self._global_step}): "
+                               f"{self.optimizer.param_groups[0]['lr']:.3g}")
+        self.logger.log('lrs', self.optimizer.param_groups[0]['lr'], self.current_epoch)
+
+    def train_step(self, batch: dict) -> dict:
+        if self.paper_schedule:  # the reference steps its schedule every iteration
+            self.lr_scheduler.step(self._global_step)
+            self._global_step += 1
+        return super().train_step(batch)
+
+    # ------------------------------------------------------------------------------------ validation
+    def validation_step(self, batch: dict) -> dict:
+        data = batch['data'].to(self.device, non_blocking=True)
+        target = batch['target']
+        target = [t.to(self.device, non_blocking=True) for t in target] if isinstance(target, list) \
+            else target.to(self.device, non_blocking=True)
+        from torch import autocast
+        from nnunetv2.utilities.helpers import dummy_context
+        with autocast(self.device.type, enabled=True) if self.device.type == 'cuda' else dummy_context():
+            output = self.network(data)
+            loss = self.loss(output, target)
+        highest = output[0] if self.enable_deep_supervision else output
+        probabilities = torch.sigmoid(highest.float())[:, 0].cpu().numpy()
+        scores, targets, tasks = [], [], []
+        for j, k in enumerate(batch['keys']):
+            sample = self._validation_samples[self._validation_keys[k]]
+            s, m = probabilities[j].ravel(), sample.mask.ravel()
+            if sample.scored is not None:
+                s, m = s[sample.scored], m[sample.scored]
+            scores.append(s.astype(np.float32))
+            targets.append(m)
+            tasks.append(sample.task)
+        return {'loss': float(loss.detach().cpu()), 'scores': scores, 'targets': targets, 'tasks': tasks}
+
+    def on_validation_epoch_end(self, val_outputs: List[dict]):
+        scores, targets = {}, {}
+        for out in val_outputs:
+            for task, s, t in zip(out['tasks'], out['scores'], out['targets']):
+                scores.setdefault(task, []).append(s)
+                targets.setdefault(task, []).append(t)
+        losses = [out['loss'] for out in val_outputs]
+        if self.is_ddp:
+            world = dist.get_world_size()
+            scores, targets = gather_scores(scores, targets, world, dist.all_gather_object)
+            gathered = [None] * world
+            dist.all_gather_object(gathered, losses)
+            losses = [x for rank_losses in gathered for x in rank_losses]
+        summary = summarise(scores, targets, self.val_task_names)
+        pooled_ap = summary['pooled']['ap']
+        if not np.isfinite(pooled_ap):
+            self.print_to_log_file("WARNING: no anomalous voxel in the synthetic validation patches; AP logged as 0")
+            pooled_ap = 0.0
+        per_task_ap = {t: summary['per_task'][t]['ap'] for t in self.val_task_names}
+        per_task_auroc = {t: summary['per_task'][t]['auroc'] for t in self.val_task_names}
+        # nnU-Net keeps the EMA of 'mean_fg_dice' and saves checkpoint_best.pth on it: here it is the AP
+        self.logger.log('mean_fg_dice', float(pooled_ap), self.current_epoch)
+        self.logger.log('dice_per_class_or_region', [per_task_ap[t] for t in self.val_task_names],
+                        self.current_epoch)
+        self.logger.log('val_losses', float(np.mean(losses)) if losses else float('nan'), self.current_epoch)
+        self.logger.log('val_auroc', summary['pooled']['auroc'], self.current_epoch)
+        self.logger.log('val_ap_per_task', per_task_ap, self.current_epoch)
+        self.logger.log('val_auroc_per_task', per_task_auroc, self.current_epoch)
+
+    def on_epoch_end(self):
+        self.logger.log('epoch_end_timestamps', time(), self.current_epoch)
+        log = self.logger.get_value
+        self.print_to_log_file('train_loss', np.round(log('train_losses', step=-1), decimals=4))
+        self.print_to_log_file('val_loss', np.round(log('val_losses', step=-1), decimals=4))
+        self.print_to_log_file('synthetic validation pixel AP (pooled)', np.round(log('mean_fg_dice', step=-1), 4),
+                               'AUROC', np.round(log('val_auroc', step=-1), 4))
+        self.print_to_log_file('AP per task', {t: round(float(v), 4) for t, v in log('val_ap_per_task', -1).items()})
+        self.print_to_log_file(f"Epoch time: {np.round(log('epoch_end_timestamps', -1) - log('epoch_start_timestamps', -1), 2)} s")
+        if (self.current_epoch + 1) % self.save_every == 0 and self.current_epoch != (self.num_epochs - 1):
+            self.save_checkpoint(os.path.join(self.output_folder, 'checkpoint_latest.pth'))
+        ema = log('ema_fg_dice', step=-1)
+        if self._best_ema is None or ema > self._best_ema:
+            self._best_ema = ema
+            self.print_to_log_file(f"New best EMA of the synthetic validation AP: {np.round(self._best_ema, 4)}")
+            self.save_checkpoint(os.path.join(self.output_folder, 'checkpoint_best.pth'))
+        if self.local_rank == 0:
+            self.logger.plot_progress_png(self.output_folder)
+        self.current_epoch += 1
+
+    def should_stop_early(self) -> bool:
+        """True when the EMA of the validation AP has not improved for ``early_stopping_patience_steps`` steps."""
+        if self.early_stopping_patience_steps is None:
+            return False
+        ema = self.logger.get_value('ema_fg_dice', step=None)
+        if not ema:
+            return False
+        best_epoch = int(np.argmax(ema))
+        patience = steps_to_epochs(self.early_stopping_patience_steps, self.num_iterations_per_epoch)
+        return len(ema) - 1 - best_epoch >= patience
+
+    def run_training(self):
+        # nnU-Net's loop, plus the early-stopping check after each epoch
+        self.on_train_start()
+        for _ in range(self.current_epoch, self.num_epochs):
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = [self.train_step(next(self.dataloader_train))
+                             for _ in range(self.num_iterations_per_epoch)]
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [self.validation_step(next(self.dataloader_val))
+                               for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val_outputs)
+            self.on_epoch_end()
+            if self.should_stop_early():
+                self.print_to_log_file(f"Early stopping: no improvement of the EMA validation AP for "
+                                       f"{self.early_stopping_patience_steps} steps")
+                break
+        self.on_train_end()
+
+    def perform_actual_validation(self, save_probabilities: bool = False):
+        """Predict the full synthetic validation images with nnU-Net's predictor; write ``validation/summary.json``."""
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.inference.sliding_window_prediction import compute_gaussian
+        from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
+        from nnunet_anomaly._io import atomic_path, write_json
+
+        self.set_deep_supervision_enabled(False)
+        self.network.eval()
+        if self.dataset_class is None:
+            self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
+        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True,
+                                    use_mirroring=bool(self.final_validation_mirroring),
+                                    perform_everything_on_device=self.device.type == 'cuda', device=self.device,
+                                    verbose=False, verbose_preprocessing=False, allow_tqdm=False)
+        predictor.manual_initialization(self.network, self.plans_manager, self.configuration_manager, None,
+                                        self.dataset_json, type(self).__name__, self.inference_allowed_mirroring_axes)
+        train_keys, val_keys = self.do_split()
+        _, val_pool, inter_pool = self._resolve_tasks_and_pools(train_keys, val_keys)
+        cases = sorted(val_keys)
+        if self.final_validation_max_cases is not None:
+            cases = cases[:int(self.final_validation_max_cases)]
+        rank, world = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
+        out_folder = os.path.join(self.output_folder, 'validation')
+        os.makedirs(out_folder, exist_ok=True)
+        options = self._task_options()
+        scores, targets = {}, {}
+        for case in cases[rank::world]:
+            data, seg = val_pool.load(case)
+            for task in self.val_task_names:
+                seed = pair_seed(self.validation_seed, case, task)
+                rng = np.random.default_rng(seed.spawn(1)[0])
+                image, foreground = case_view(data, seg, self.spatial_dims, rng if self.spatial_dims == 2 else None)
+                anomalous, _, mask = make_validation_image(image, foreground, task, seed, intra_pool=val_pool,
+                                                           inter_pool=inter_pool, options=options)
+                network_input = anomalous[:, None] if self.spatial_dims == 2 else anomalous
+                with torch.no_grad():
+                    logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(network_input))
+                probabilities = torch.sigmoid(logits.float().cpu())[0].numpy().reshape(mask.shape)
+                s, m = probabilities.ravel(), mask.ravel()
+                if s.size > self.max_scored_voxels_per_image:
+                    keep = np.sort(rng.choice(s.size, self.max_scored_voxels_per_image, replace=False))
+                    s, m = s[keep], m[keep]
+                scores.setdefault(task, []).append(s.astype(np.float32))
+                targets.setdefault(task, []).append(m)
+                self.print_to_log_file(f"validated {case} / {task}: {int(mask.sum())} anomalous voxels")
+                if save_probabilities:
+                    with atomic_path(os.path.join(out_folder, f"{case}__{task}.npz")) as tmp:
+                        np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16),
+                                            anomaly_mask=mask, image=anomalous.astype(np.float16))
+        if self.is_ddp:
+            scores, targets = gather_scores(scores, targets, world, dist.all_gather_object)
+        if self.local_rank == 0:
+            summary = summarise(scores, targets, self.val_task_names)
+            summary.update({
+                "description": "pixel AP and AUROC of the full synthetic validation images (validation tasks "
+                               "applied to the validation partition with a fixed seed), in preprocessed space",
+                "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
+                "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
+                "test_time_mirroring": bool(self.final_validation_mirroring),
+            })
+            write_json(os.path.join(out_folder, 'summary.json'), _json_safe(summary))
+            self.print_to_log_file(f"Synthetic validation: pooled AP {summary['pooled']['ap']:.4f}, "
+                                   f"AUROC {summary['pooled']['auroc']:.4f}", also_print_to_console=True)
+        self.set_deep_supervision_enabled(True)
+        compute_gaussian.cache_clear()
+
+
+def _json_safe(value):
+    """NaN -> None so that summary.json is strict JSON."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,235 @@
+"""The fixed synthetic validation set, its pixel metrics, and their gathering across GPUs.
+
+The reference re-draws its validation anomalies every epoch, which makes model selection noisy. Here
+the validation tasks are applied once to the validation partition with seeds that depend only on
+``(validation_seed, case identifier, task)``: the set is identical in every epoch, on every GPU
+count, and after resuming.
+
+Per epoch the network sees fixed *patches* (``patch_size``, centred on a fixed foreground voxel), so
+the cost is a few batches; the final validation (:func:`make_validation_image` on the full image,
+predicted with nnU-Net's sliding window) is exact. Memory is bounded by ``memory_budget_mb``: when
+the validation partition times the validation tasks would exceed it, an evenly spread, fixed subset
+of (case, task) pairs is kept.
+"""
+from __future__ import annotations
+
+import math
+import zlib
+from typing import Callable, NamedTuple, Sequence
+
+import numpy as np
+
+__all__ = ["ValidationSample", "pair_seed", "make_validation_image", "crop_to_patch", "select_pairs",
+           "pixel_metrics", "summarise", "gather_scores", "ValidationBatches"]
+
+
+class ValidationSample(NamedTuple):
+    """One fixed validation patch."""
+    case: str
+    task: str
+    image: np.ndarray         # (C, *patch) float32
+    label: np.ndarray         # (1, *patch) float32 soft label (the training target)
+    mask: np.ndarray          # (*patch) bool anomaly mask (the metric's ground truth)
+    scored: np.ndarray | None  # flat indices of the voxels that are scored (None: all)
+
+
+def pair_seed(seed: int, case: str, task: str) -> np.random.SeedSequence:
+    """The seed of one (case, task) pair: independent of the partition, the GPU count and the epoch.
+
+    Examples
+    --------
+    >>> a = np.random.default_rng(pair_seed(0, "brain_001", "sink")).random()
+    >>> b = np.random.default_rng(pair_seed(0, "brain_001", "sink")).random()
+    >>> a == b
+    True
+    """
+    return np.random.SeedSequence([int(seed), zlib.crc32(case.encode()), zlib.crc32(task.encode())])
+
+
+def make_validation_image(image: np.ndarray, foreground: np.ndarray, task: str, seed: np.random.SeedSequence,
+                          *, intra_pool=None, inter_pool=None, options=None):
+    """Apply `task` to a full image with a fixed seed.
+
+    Returns
+    -------
+    anomalous : float32 ndarray (C, *spatial)
+    label : float32 ndarray (*spatial), soft label
+    mask : bool ndarray (*spatial)
+        Empty when the task could not place an anomaly (the image is then returned unchanged).
+    """
+    from nnunet_anomaly.tasks import PlacementError, apply_tasks
+
+    rng = np.random.default_rng(seed)
+    try:
+        result = apply_tasks(np.asarray(image, dtype=np.float32), [task], rng, foreground=foreground,
+                             intra_pool=intra_pool, inter_pool=inter_pool, options=options)
+    except PlacementError:
+        empty = np.zeros(image.shape[1:], dtype=bool)
+        return np.asarray(image, dtype=np.float32), empty.astype(np.float32), empty
+    return (np.asarray(result.image, dtype=np.float32), np.asarray(result.label, dtype=np.float32),
+            np.asarray(result.mask, dtype=bool))
+
+
+def crop_to_patch(arrays: Sequence[np.ndarray], centre: Sequence[int], patch_size: Sequence[int],
+                  pad_values: Sequence[float]) -> list[np.ndarray]:
+    """Crop arrays ``(..., *spatial)`` to `patch_size` around `centre`, padding outside the image.
+
+    Examples
+    --------
+    >>> a = np.arange(16).reshape(4, 4)
+    >>> crop_to_patch([a], (0, 0), (2, 2), [-1])[0].tolist()
+    [[-1, -1], [-1, 0]]
+    """
+    out = []
+    spatial = arrays[0].shape[-len(patch_size):]
+    lower = [int(c) - p // 2 for c, p in zip(centre, patch_size)]
+    for array, pad in zip(arrays, pad_values):
+        lead = array.shape[:array.ndim - len(patch_size)]
+        result = np.full((*lead, *patch_size), pad, dtype=array.dtype)
+        src, dst = [], []
+        for lo, p, n in zip(lower, patch_size, spatial):
+            a, b = max(lo, 0), min(lo + p, n)
+            src.append(slice(a, max(a, b)))
+            dst.append(slice(a - lo, a - lo + max(0, b - a)))
+        result[(..., *dst)] = array[(..., *src)]
+        out.append(result)
+    return out
+
+
+def select_pairs(cases: Sequence[str], tasks: Sequence[str], max_pairs: int, seed: int) -> list[tuple[str, str]]:
+    """All (case, task) pairs, or an evenly spread fixed subset of `max_pairs` of them.
+
+    Every task keeps (nearly) the same number of pairs, so per-task metrics stay comparable.
+
+    Examples
+    --------
+    >>> select_pairs(["a", "b"], ["sink", "source"], 10, 0)
+    [('a', 'sink'), ('a', 'source'), ('b', 'sink'), ('b', 'source')]
+    >>> len(select_pairs(["a", "b", "c"], ["sink", "source"], 4, 0))
+    4
+    """
+    pairs = [(c, t) for c in sorted(cases) for t in tasks]
+    if max_pairs < 1:
+        raise ValueError(f"max_pairs must be >= 1, got {max_pairs}")
+    if len(pairs) <= max_pairs:
+        return pairs
+    rng = np.random.default_rng(seed)
+    per_task = {t: [p for p in pairs if p[1] == t] for t in tasks}
+    keep = []
+    quota = max(1, max_pairs // len(tasks))
+    for t in tasks:
+        chosen = rng.choice(len(per_task[t]), size=min(quota, len(per_task[t])), replace=False)
+        keep.extend(per_task[t][i] for i in sorted(chosen))
+    return sorted(keep)[:max_pairs]
+
+
+def pixel_metrics(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
+    """Pixel-level average precision and AUROC; NaN where undefined (no positives or no negatives).
+
+    Uses :func:`nnunet_anomaly.evaluation.average_precision` / ``auroc`` when the evaluation module
+    provides them, else scikit-learn.
+
+    Examples
+    --------
+    >>> pixel_metrics(np.array([0.1, 0.9, 0.2, 0.8]), np.array([0, 1, 0, 1]))
+    (1.0, 1.0)
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    targets = np.asarray(targets).ravel().astype(bool)
+    if scores.shape != targets.shape:
+        raise ValueError(f"scores {scores.shape} and targets {targets.shape} differ in size")
+    n_pos = int(targets.sum())
+    if n_pos == 0:
+        return float("nan"), float("nan")
+    try:
+        from nnunet_anomaly.evaluation import auroc, average_precision
+    except ImportError:
+        from sklearn.metrics import average_precision_score as average_precision
+        from sklearn.metrics import roc_auc_score as auroc
+    ap = float(average_precision(scores, targets) if average_precision.__module__.startswith("nnunet_anomaly")
+               else average_precision(targets, scores))
+    if n_pos == targets.size:
+        return ap, float("nan")
+    roc = float(auroc(scores, targets) if auroc.__module__.startswith("nnunet_anomaly") else auroc(targets, scores))
+    return ap, roc
+
+
+def summarise(scores_by_task: dict, targets_by_task: dict, tasks: Sequence[str]) -> dict:
+    """Pooled and per-task AP / AUROC from per-task lists of score and target arrays."""
+    per_task = {}
+    all_scores, all_targets = [], []
+    for task in tasks:
+        s = np.concatenate(scores_by_task.get(task, [np.zeros(0, np.float32)]))
+        t = np.concatenate(targets_by_task.get(task, [np.zeros(0, bool)])).astype(bool)
+        all_scores.append(s)
+        all_targets.append(t)
+        ap, roc = pixel_metrics(s, t) if s.size else (float("nan"), float("nan"))
+        per_task[task] = {"ap": ap, "auroc": roc, "n_voxels": int(s.size), "n_anomalous_voxels": int(t.sum())}
+    s, t = np.concatenate(all_scores), np.concatenate(all_targets)
+    ap, roc = pixel_metrics(s, t) if s.size else (float("nan"), float("nan"))
+    return {"pooled": {"ap": ap, "auroc": roc, "n_voxels": int(s.size), "n_anomalous_voxels": int(t.sum())},
+            "per_task": per_task}
+
+
+def gather_scores(scores_by_task: dict, targets_by_task: dict, world_size: int,
+                  all_gather_object: Callable | None) -> tuple[dict, dict]:
+    """Merge per-rank ``{task: [arrays]}`` dictionaries (``torch.distributed.all_gather_object`` under DDP).
+
+    `all_gather_object(output_list, obj)` fills `output_list` (length `world_size`) with every rank's
+    object, as torch.distributed does; with ``world_size == 1`` nothing is gathered.
+
+    Examples
+    --------
+    >>> def fake_gather(out, obj):  # two ranks holding the same object
+    ...     out[:] = [obj, obj]
+    >>> s, t = gather_scores({"sink": [np.ones(2)]}, {"sink": [np.ones(2, bool)]}, 2, fake_gather)
+    >>> [a.size for a in s["sink"]]
+    [2, 2]
+    """
+    if world_size <= 1 or all_gather_object is None:
+        return scores_by_task, targets_by_task
+    gathered = [None] * world_size
+    all_gather_object(gathered, (scores_by_task, targets_by_task))
+    scores, targets = {}, {}
+    for rank_scores, rank_targets in gathered:
+        for task, arrays in rank_scores.items():
+            scores.setdefault(task, []).extend(arrays)
+        for task, arrays in rank_targets.items():
+            targets.setdefault(task, []).extend(arrays)
+    return scores, targets
+
+
+class ValidationBatches:
+    """Iterate the fixed validation samples of this rank in batches, forever (nnU-Net calls ``next``).
+
+    Each batch is ``{"data": (B, C, *patch), "target": soft label (or its deep-supervision list),
+    "keys": indices into the sample list}``.
+    """
+
+    def __init__(self, samples: Sequence[ValidationSample], batch_size: int, target_transform=None):
+        if not samples:
+            raise ValueError("the synthetic validation set is empty (no validation cases or no validation tasks)")
+        self.samples = list(samples)
+        self.batch_size = max(1, int(batch_size))
+        self.target_transform = target_transform
+        self._position = 0
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.samples) / self.batch_size)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> dict:
+        import torch
+
+        keys = list(range(self._position, min(self._position + self.batch_size, len(self.samples))))
+        self._position = 0 if keys[-1] + 1 >= len(self.samples) else keys[-1] + 1
+        data = torch.from_numpy(np.stack([self.samples[k].image for k in keys]))
+        labels = [torch.from_numpy(self.samples[k].label) for k in keys]
+        if self.target_transform is not None:
+            per_sample = [self.target_transform(segmentation=label)["segmentation"] for label in labels]
+            target = [torch.stack([s[i] for s in per_sample]) for i in range(len(per_sample[0]))]
+        else:
+            target = torch.stack(labels)
+        return {"data": data, "target": target, "keys": keys}
