@@ -144,7 +144,7 @@ def _dst_eigenvalues(interior_shape: Tuple[int, ...], dtype_name: str) -> np.nda
     return total
 
 
-def _axis_slices(ndim: int, axis: int, along: slice, others: slice) -> Tuple[slice, ...]:
+def _axis_slices(ndim: int, axis: int, along, others):
     """``along`` on ``axis`` and ``others`` on every other axis."""
     slices = [others] * ndim
     slices[axis] = along
@@ -162,8 +162,8 @@ def _guidance_divergence(target_box, source_box, mask_box, mix_gradients: bool) 
     ndim = mask_box.ndim
     inner, everything = slice(1, -1), slice(None)
     channels = (slice(None),)
-    rhs = np.zeros(target_box.shape[:1] + tuple(n - 2 for n in mask_box.shape), dtype=target_box.dtype)
     difference = None if mix_gradients else np.subtract(source_box, target_box)
+    rhs = None
     for axis in range(ndim):
         upper = channels + _axis_slices(ndim, axis, slice(1, None), inner)
         lower = channels + _axis_slices(ndim, axis, slice(0, -1), inner)
@@ -178,8 +178,14 @@ def _guidance_divergence(target_box, source_box, mask_box, mix_gradients: bool) 
         else:
             flux = np.subtract(difference[upper], difference[lower])
         flux *= guided
-        rhs += flux[channels + _axis_slices(ndim, axis, slice(1, None), everything)]
-        rhs -= flux[channels + _axis_slices(ndim, axis, slice(0, -1), everything)]
+        # Backward difference of the flux along `axis` = the interior's share of the divergence.
+        ahead = flux[channels + _axis_slices(ndim, axis, slice(1, None), everything)]
+        behind = flux[channels + _axis_slices(ndim, axis, slice(0, -1), everything)]
+        if rhs is None:
+            rhs = np.subtract(ahead, behind)
+        else:
+            rhs += ahead
+            rhs -= behind
     return rhs
 
 
@@ -294,14 +300,14 @@ def poisson_blend(target, source, mask, *, mix_gradients: bool = False, channel_
     source_box = source_cf[box_cf].astype(dtype, copy=False)
     # Only the box enters the solve, so only the box is checked: the cost stays proportional to the
     # anomaly, not to the image (callers such as `tasks.apply_tasks` validate the whole image once).
-    check_finite(target_box, "target")
-    check_finite(source_box, "source")
+    for values, name in ((target_box, "target"), (source_box, "source")):
+        if not np.isfinite(values).all():  # one cheap pass; the precise count only on failure
+            check_finite(values, name)
     # A private copy: the caller's mask is never touched.
     mask_box = mask_array[box].copy()
     for axis in range(spatial_ndim):
-        faces = [slice(None)] * spatial_ndim
-        faces[axis] = [0, -1]
-        mask_box[tuple(faces)] = False
+        for face in (0, -1):
+            mask_box[_axis_slices(spatial_ndim, axis, face, slice(None))] = False
 
     rhs = _guidance_divergence(target_box, source_box, mask_box, mix_gradients)
     spatial_axes = tuple(range(1, spatial_ndim + 1))
