@@ -87,8 +87,14 @@ class AnomalyShape:
         return tuple(int(2 * h + 1) for h in self.half_extent)
 
     def mask(self) -> np.ndarray:
-        """Boolean mask of the shape over its bounding box (sparse-grid broadcasting, no point arrays)."""
-        return _rasterise(self.kind, np.asarray(self.side_lengths, float), self._inverse, self.half_extent)
+        """Boolean mask of the shape over its bounding box (read-only; computed once per shape)."""
+        return self._mask
+
+    @cached_property
+    def _mask(self) -> np.ndarray:
+        mask = _rasterise(self.kind, np.asarray(self.side_lengths, float), self._inverse, self.half_extent)
+        mask.flags.writeable = False  # shared by every caller of mask()
+        return mask
 
     def distance_to_edge(self, origin: np.ndarray, directions: np.ndarray) -> np.ndarray:
         """Distance from `origin` to the analytic boundary along each unit direction.
