@@ -717,3 +717,69 @@ def write_dataset_json(
     }
     data.update(extra)
     return write_json(Path(dataset_dir) / "dataset.json", data)
+
+
+# ----------------------------------------------------------------------------------------------
+# one brain subject, end to end (used by Dataset501/502/503)
+# ----------------------------------------------------------------------------------------------
+def convert_brain_subject(
+    *,
+    image_paths: Sequence[str],
+    channel_names: Sequence[str],
+    output_images: Sequence[str],
+    crop_info_path: str,
+    label_path: str | None = None,
+    label_source: str = "brain",
+    segmentation_path: str | None = None,
+    brain_mask_path: str | None = None,
+    resample_scale: float | None = None,
+    flip_axis: int | None = None,
+) -> None:
+    """Read one subject's channels (and lesion segmentation), preprocess, write every output.
+
+    `label_source` is ``"brain"`` (label = brain mask, for healthy training data) or ``"lesion"``
+    (label = every nonzero class of `segmentation_path`, for test sets). The image files are
+    written last, after the label, brain mask and crop info.
+    """
+    if len(image_paths) != len(output_images) or len(image_paths) != len(channel_names):
+        raise ValueError("image_paths, channel_names and output_images must have the same length")
+    if label_source not in ("brain", "lesion"):
+        raise ValueError(f"label_source must be 'brain' or 'lesion', got {label_source!r}")
+    volumes, affine = [], None
+    for path in image_paths:
+        data, this_affine = read_nifti(path)
+        if volumes and data.shape != volumes[0].shape:
+            raise ValueError(f"{path}: shape {data.shape} differs from {image_paths[0]}: {volumes[0].shape}")
+        volumes.append(data)
+        affine = this_affine if affine is None else affine
+    segmentation = None
+    if segmentation_path is not None:
+        segmentation, _ = read_nifti(segmentation_path)
+        if segmentation.shape != volumes[0].shape:
+            raise ValueError(f"{segmentation_path}: shape {segmentation.shape} differs from the image's "
+                             f"{volumes[0].shape} ({image_paths[0]})")
+    elif label_source == "lesion":
+        raise ValueError("label_source='lesion' needs segmentation_path")
+    try:
+        case = preprocess_brain(volumes, affine, segmentation=segmentation, resample_scale=resample_scale,
+                                flip_axis=flip_axis, channel_names=[str(p) for p in image_paths])
+    except ValueError as exc:
+        raise ValueError(f"{image_paths[0]}: {exc}") from exc
+    info = dict(case.crop_info)
+    info.update(inputs=[Path(p).name for p in image_paths], channel_names=list(channel_names),
+                output_affine=np.round(case.affine, 6).tolist())
+    write_json(crop_info_path, info)
+    if label_path is not None:
+        label = case.brain_mask if label_source == "brain" else case.lesion
+        write_nifti(label_path, label.astype(np.uint8), case.affine)
+    if brain_mask_path is not None:
+        write_nifti(brain_mask_path, case.brain_mask, case.affine)
+    for channel, out in zip(case.channels, output_images):
+        write_nifti(out, channel, case.affine)
+
+
+def finish_run(summary: RunSummary, dataset_dir: Path) -> int:
+    """Print the run summary and return the process exit code (1 when any case failed)."""
+    print(summary)
+    print(f"output: {dataset_dir}")
+    return 0 if summary.ok else 1

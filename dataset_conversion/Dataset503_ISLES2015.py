@@ -1,0 +1,138 @@
+"""Convert ISLES 2015 SISS (training set) to ``Dataset503_ISLES2015``, an ischaemic-stroke TEST set.
+
+Input: the SISS training release, ``<root>/<n>/VSD.Brain.XX.O.MR_T2.<id>/VSD.Brain.XX.O.MR_T2.<id>.nii``
+(likewise ``MR_T1``, and the lesion mask ``VSD.Brain.XX.O.OT.<id>``), one numbered folder per case
+(any depth works: every folder holding an ``.OT.`` volume below it is one case).
+
+Per case, the reference's ``brain_preproc.py`` steps (1 mm data, no resampling, no flip): z-score
+inside the brain per channel, crop to the brain, pad to even, downsample by 2; lesion = OT != 0.
+
+Like BraTS, a test set (``numTraining: 0``): ``imagesTs`` (``_0000`` = T2, ``_0001`` = T1 with
+``--with-t1``, the HCP channel order), ``labelsTs`` (1 = lesion), ``brainmasksTs``, ``crop_info``.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+from nnunet_anomaly.conversion import (
+    Case,
+    add_common_arguments,
+    convert_brain_subject,
+    dataset_folder_name,
+    finish_run,
+    resolve_output_root,
+    run_cases,
+    write_dataset_json,
+)
+
+DATASET_ID = 503
+DATASET_NAME = "ISLES2015"
+
+__all__ = ["find_cases", "find_modality", "build_cases", "convert", "main"]
+
+
+def find_modality(case_dir: Path, tag: str) -> Path:
+    """The one ``*.<tag>.*.nii[.gz]`` volume under `case_dir` (tag e.g. ``MR_T2`` or ``OT``).
+
+    Raises
+    ------
+    FileNotFoundError, ValueError
+        When there is none or more than one.
+    """
+    pattern = re.compile(rf"\.{re.escape(tag)}\.[^/]*\.nii(\.gz)?$")
+    hits = sorted(p for p in Path(case_dir).rglob("*.nii*") if pattern.search(p.name))
+    if not hits:
+        raise FileNotFoundError(f"no {tag} volume (VSD.Brain.XX.O.{tag}.<id>.nii) under {case_dir}")
+    if len(hits) > 1:
+        raise ValueError(f"more than one {tag} volume under {case_dir}: {[h.name for h in hits]}")
+    return hits[0]
+
+
+def find_cases(root: str | Path) -> dict[str, Path]:
+    """Map case id (``ISLES_<folder>``) -> case folder (the folder whose child holds the OT volume)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"ISLES input folder does not exist: {root}")
+    cases: dict[str, Path] = {}
+    ot = re.compile(r"\.OT\.[^/]*\.nii(\.gz)?$")
+    for path in sorted(root.rglob("*.nii*")):
+        if not ot.search(path.name):
+            continue
+        # SISS nests each volume in a folder of its own name: <case>/<VSD...OT.id>/<VSD...OT.id>.nii
+        case_dir = path.parent.parent if path.parent.name.startswith("VSD.") and path.parent != root else path.parent
+        name = f"ISLES_{case_dir.name}"
+        if name in cases and cases[name] != case_dir:
+            raise ValueError(f"two ISLES cases are both called {case_dir.name}: {cases[name]} and {case_dir}")
+        cases[name] = case_dir
+    if not cases:
+        raise FileNotFoundError(f"no VSD.Brain.XX.O.OT.<id>.nii lesion masks found under {root}")
+    return cases
+
+
+def build_cases(root, dataset_dir: Path, *, with_t1: bool = False) -> list[Case]:
+    cases = []
+    for name, folder in find_cases(root).items():
+        tags = ["MR_T2"] + (["MR_T1"] if with_t1 else [])
+        # a missing or ambiguous modality fails this case (named in the summary), not the whole run
+        try:
+            inputs = [find_modality(folder, t) for t in tags]
+            seg = find_modality(folder, "OT")
+        except (FileNotFoundError, ValueError) as exc:
+            inputs, seg = [Path(str(exc))], None  # recorded as a failed case below
+        images = [dataset_dir / "imagesTs" / f"{name}_{c:04d}.nii.gz" for c in range(len(tags))]
+        label = dataset_dir / "labelsTs" / f"{name}.nii.gz"
+        brain = dataset_dir / "brainmasksTs" / f"{name}.nii.gz"
+        crop_info = dataset_dir / "crop_info" / f"{name}.json"
+        if seg is None:
+            cases.append(Case(name, (*images, label, brain, crop_info), _fail, {"message": str(inputs[0])}))
+            continue
+        kwargs = dict(image_paths=[str(p) for p in inputs], channel_names=["T2", "T1"][: len(inputs)],
+                      output_images=[str(p) for p in images], crop_info_path=str(crop_info),
+                      label_path=str(label), label_source="lesion", segmentation_path=str(seg),
+                      brain_mask_path=str(brain))
+        cases.append(Case(name, (*images, label, brain, crop_info), convert_brain_subject, kwargs))
+    return cases
+
+
+def _fail(message: str) -> None:
+    raise FileNotFoundError(message)
+
+
+def convert(input_root, output_root, *, with_t1: bool = False, num_processes: int = 1, dataset_id: int = DATASET_ID):
+    """Convert every case; return ``(RunSummary, dataset folder)``. Resumable."""
+    dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
+    summary = run_cases(build_cases(input_root, dataset_dir, with_t1=with_t1), num_processes, desc="ISLES 2015")
+    write_dataset_json(
+        dataset_dir, channel_names={0: "T2", 1: "T1"} if with_t1 else {0: "T2"},
+        labels={"background": 0, "lesion": 1}, num_training=0, file_ending=".nii.gz",
+        description="ISLES 2015 SISS training cases as an anomaly-localisation TEST set (numTraining 0, no "
+                    "imagesTr): predict imagesTs with the Dataset501_HCP models. Preprocessed like HCP "
+                    "(z-score in brain, crop, pad to even, downsample x2).",
+        label_meaning="labelsTs: 1 = ischaemic stroke lesion (OT != 0); brainmasksTs: 1 = brain (evaluation region)",
+        crop_info="crop_info/<case>.json: shapes, bbox, padding and output affine",
+        licence="ISLES 2015 challenge data terms (registration at isles-challenge.org / SMIR); cite the ISLES 2015 "
+                "paper; do not redistribute",
+    )
+    return summary, dataset_dir
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="Dataset503_ISLES2015", description=__doc__.split("\n\n")[0])
+    add_common_arguments(parser, input_help="ISLES 2015 SISS training folder (numbered case folders)")
+    parser.add_argument("--with-t1", action="store_true", help="also write T1 as channel 0001 (match the HCP model)")
+    parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
+    args = parser.parse_args(argv)
+    try:
+        summary, dataset_dir = convert(args.input, resolve_output_root(args.output), with_t1=args.with_t1,
+                                       num_processes=args.num_processes, dataset_id=args.dataset_id)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return finish_run(summary, dataset_dir)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
