@@ -1,0 +1,61 @@
+"""``nnunet_anomaly evaluate``: score anomaly maps against ground-truth masks; JSON, table, CSV, figures.
+
+Example::
+
+    nnunet_anomaly evaluate -p pred_fold0 pred_fold1 -g labelsTs -o eval --images imagesTs --baselines
+"""
+from __future__ import annotations
+
+import argparse
+
+from ._scales import AGGREGATES
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--predictions", nargs="+", required=True, metavar="PRED_DIR",
+                        help="folder(s) of anomaly maps (nnU-Net .npz probabilities, .npy, NIfTI or PNG); "
+                             "several folders are scored each and averaged into an ensemble")
+    parser.add_argument("-g", "--ground-truth", required=True, metavar="GT_DIR",
+                        help="folder of ground-truth masks named like the predictions (non-zero = anomalous)")
+    parser.add_argument("-o", "--output", required=True, metavar="OUT_DIR",
+                        help="output folder: results.json, table.md, per_case.csv, figures/*.png")
+    parser.add_argument("--images", metavar="IMG_DIR", help="test images (case_0000.*) for overlays and --baselines")
+    parser.add_argument("--setting", choices=("brain", "cxr"), default="brain",
+                        help="brain: slice-wise + pixel-wise (3D); cxr: sample-wise + pixel-wise (default: brain)")
+    parser.add_argument("--names", nargs="+", metavar="NAME", help="one display name per prediction folder")
+    parser.add_argument("--baselines", action="store_true",
+                        help="also score seeded random maps and the image intensity (needs --images)")
+    parser.add_argument("--foreground", metavar="MASK_DIR",
+                        help="masks restricting the pixel-wise metrics (off by default, as in the paper)")
+    parser.add_argument("--aggregate", choices=AGGREGATES, default="mean",
+                        help="slice/sample score shown in the table (all three are in the JSON; default: mean)")
+    parser.add_argument("--chunk-size", type=int, default=20, help="cases per chunk of the paper's pixel AP (20)")
+    parser.add_argument("--repeats", type=int, default=10, help="orderings of the paper's pixel AP (10)")
+    parser.add_argument("--cases", nargs="+", metavar="CASE", help="cases to draw in the overlays (default: random)")
+    parser.add_argument("--n-figure-cases", type=int, default=4, help="random cases to draw when --cases is not given")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline and the drawn cases")
+    parser.add_argument("--test-set", help="test-set name in the table (default: the ground-truth folder's name)")
+    parser.add_argument("--no-figures", action="store_true", help="skip the figures")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from . import evaluate_folder, format_table
+
+    for option in ("chunk_size", "repeats"):
+        if getattr(args, option) < 1:
+            raise ValueError(f"--{option.replace('_', '-')} must be >= 1; got {getattr(args, option)}")
+    if args.n_figure_cases < 0:
+        raise ValueError(f"--n-figure-cases must be >= 0; got {args.n_figure_cases}")
+    results = evaluate_folder(
+        args.predictions, args.ground_truth, args.output, images=args.images, setting=args.setting,
+        names=args.names, baselines=args.baselines, foreground=args.foreground, aggregate=args.aggregate,
+        chunk_size=args.chunk_size, repeats=args.repeats, figure_cases=args.cases,
+        n_figure_cases=args.n_figure_cases, seed=args.seed, test_set=args.test_set,
+        figures=not args.no_figures, progress=not args.quiet,
+    )
+    if not args.quiet:
+        print(format_table(results))
+        print(f"wrote {args.output}/results.json, table.md, per_case.csv"
+              + ("" if args.no_figures else ", figures/"))
+    return 0
