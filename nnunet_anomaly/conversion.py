@@ -318,6 +318,8 @@ def preprocess_brain(
             raise ValueError(f"{name} has NaN/inf values")
         if not (v > 0).any():
             raise ValueError(f"{name} has no positive voxels (is it a skull-stripped brain?)")
+        if np.ptp(v[v > 0]) == 0:
+            raise ValueError(f"{name} is constant inside the brain; it cannot be z-scored")
     seg = None if segmentation is None else np.asarray(segmentation)
     if seg is not None and seg.shape != vols[0].shape:
         raise ValueError(f"segmentation shape {seg.shape} differs from image shape {vols[0].shape}")
