@@ -78,12 +78,17 @@ def gaussian_label(original, anomalous, anomaly_mask, sigma: float = 0.2, *, fil
 
 def _bounding_box(mask: np.ndarray) -> Optional[tuple]:
     """Slices of the mask's bounding box, or None for an empty mask."""
-    box = []
-    for axis in range(mask.ndim):
-        hits = np.flatnonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))
-        if hits.size == 0:
-            return None
-        box.append(slice(int(hits[0]), int(hits[-1]) + 1))
+    # Two passes over the full array: one projection onto axis 0, one onto the other axes together.
+    first = mask.any(axis=tuple(range(1, mask.ndim))) if mask.ndim > 1 else mask
+    hits = np.flatnonzero(first)
+    if hits.size == 0:
+        return None
+    box = [slice(int(hits[0]), int(hits[-1]) + 1)]
+    if mask.ndim > 1:
+        rest = mask.any(axis=0)
+        for axis in range(rest.ndim):
+            hits = np.flatnonzero(rest.any(axis=tuple(a for a in range(rest.ndim) if a != axis)))
+            box.append(slice(int(hits[0]), int(hits[-1]) + 1))
     return tuple(box)
 
 

@@ -444,3 +444,20 @@ def test_min_spatial_size_is_enforced_and_sufficient():
     for task, seed in itertools.product(TASK_NAMES, range(3)):
         result = apply_tasks(image, [task], np.random.default_rng(seed), **_pools(image))
         assert np.isfinite(result.image).all()
+
+
+def test_windowed_inside_distance_gives_the_edt_ramp():
+    from scipy import ndimage
+
+    from nnunet_anomaly.tasks.intensity import inside_distance
+
+    rng = np.random.default_rng(0)
+    for spatial in [(80, 112, 80), (256, 256), (9, 9, 9)]:
+        for _ in range(15):
+            mask = sample_shape(rng, spatial).mask()
+            margin = min(spatial) * (0.02 + rng.gamma(3, 0.01))
+            exact = ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
+            fast = inside_distance(mask, margin)
+            assert min(margin, fast.max()) == pytest.approx(min(margin, exact.max()))
+            width = min(margin, exact.max())
+            np.testing.assert_allclose(np.minimum(fast / width, 1)[mask], np.minimum(exact / width, 1)[mask], atol=1e-6)

@@ -65,6 +65,45 @@ def apply_smooth_intensity(image: np.ndarray, params: SmoothIntensityParams) -> 
     return SMOOTH_INTENSITY.apply(image, params).image
 
 
+def inside_distance(mask: np.ndarray, cap: float) -> np.ndarray:
+    """Euclidean distance from each shape voxel to the nearest voxel outside the shape, exact below `cap`.
+
+    Voxels outside the box count as outside the shape (the reference's bbox-local transform has no
+    background at all when a shape fills its box). Distances of `cap` or more are only guaranteed to
+    be >= `cap`, which is all the ramp ``min(E / d_s, 1)`` with ``d_s <= cap`` needs. For small caps a
+    windowed separable squared-distance transform (a few shifted minima per axis) replaces the full
+    Euclidean distance transform, which costs ~100 ns per voxel of the box.
+
+    Examples
+    --------
+    >>> square = np.ones((5, 5), bool)
+    >>> inside_distance(square, 10.0)[2]
+    array([1., 2., 3., 2., 1.])
+    >>> inside_distance(square, 2.0)[2]
+    array([1., 2., 3., 2., 1.])
+    """
+    padded = np.pad(mask, 1)
+    radius = int(np.ceil(cap))
+    if radius > 12 or radius * padded.ndim * 8 > max(padded.shape) * 4:
+        return ndimage.distance_transform_edt(padded)[(slice(1, -1),) * mask.ndim]
+    # Squared distances through separable 1-D minimum-plus passes with window |offset| <= radius:
+    # exact for every voxel whose nearest outside voxel lies within `radius`.
+    far = np.float32(padded.ndim * (radius + 1) ** 2)
+    squared = np.where(padded, far, np.float32(0.0))
+    for axis in range(padded.ndim):
+        source = squared
+        squared = source.copy()
+        for offset in range(1, min(radius, padded.shape[axis] - 1) + 1):
+            step = np.float32(offset * offset)
+            head = [slice(None)] * padded.ndim
+            tail = [slice(None)] * padded.ndim
+            head[axis], tail[axis] = slice(None, -offset), slice(offset, None)
+            head, tail = tuple(head), tuple(tail)
+            np.minimum(squared[head], source[tail] + step, out=squared[head])
+            np.minimum(squared[tail], source[head] + step, out=squared[tail])
+    return np.sqrt(squared[(slice(1, -1),) * mask.ndim], dtype=np.float64)
+
+
 class SmoothIntensityTask(AnomalyTask):
     """Task 4 of the reference: a smooth intensity change (``smooth_intensity``)."""
 
@@ -76,9 +115,7 @@ class SmoothIntensityTask(AnomalyTask):
     def apply_into(self, work, params):
         box = params.placement.slices
         mask = params.placement.shape.mask()
-        # Pad so that shape voxels on the box border count as next to the outside (the reference's
-        # bbox-local transform has no background at all for a shape that fills its box).
-        distance = ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
+        distance = inside_distance(mask, params.margin)
         ramp_width = min(params.margin, float(distance.max()))
         ramp = np.minimum(distance / ramp_width, 1.0).astype(work.dtype, copy=False)
         low, high = channel_ranges(work)

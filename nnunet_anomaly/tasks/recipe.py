@@ -6,7 +6,7 @@ from typing import NamedTuple, Optional, Sequence
 import numpy as np
 
 from nnunet_anomaly._checks import check_image, check_mask, supported_float_dtype
-from nnunet_anomaly.labelling import _label_in_box
+from nnunet_anomaly.labelling import _bounding_box, _label_in_box
 from nnunet_anomaly.tasks.base import PlacementError, Placement, TaskOptions
 from nnunet_anomaly.tasks.registry import get_task
 from nnunet_anomaly.tasks.shapes import sample_shape
@@ -162,12 +162,8 @@ def _apply_tasks_detailed(image, tasks, rng, *, foreground=None, intra_pool=None
 
 def _foreground_box(foreground: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """First and last foreground index per axis."""
-    lows, highs = [], []
-    for axis in range(foreground.ndim):
-        hits = np.flatnonzero(foreground.any(axis=tuple(a for a in range(foreground.ndim) if a != axis)))
-        lows.append(hits[0])
-        highs.append(hits[-1])
-    return np.array(lows), np.array(highs)
+    box = _bounding_box(foreground)
+    return np.array([s.start for s in box]), np.array([s.stop - 1 for s in box])
 
 
 def sample_placement(
