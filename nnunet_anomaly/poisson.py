@@ -16,7 +16,7 @@ Two things make it cheaper than the reference while giving the same answer on th
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Optional, Sequence, Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import scipy.fft

@@ -336,3 +336,29 @@ def test_mixed_gradient_ties_keep_the_target():
     mask = _blob_mask((15, 17), rng)
     ours = poisson_blend(target, source, mask, mix_gradients=True)
     _assert_relative_close(ours, _pie_blend(target, source, mask, True))
+
+
+# --- the benchmark script runs and reports what it measured -----------------------------------------------
+
+
+def test_benchmark_script_smoke(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_poisson.py"
+    out = tmp_path / "poisson.json"
+    completed = subprocess.run(
+        [sys.executable, str(script), "--rounds", "1", "--json", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "| 3D 80x112x80, box 48^3 | 48x48x48 -> 49x49x49 |" in completed.stdout
+    report = json.loads(out.read_text())
+    rows = report["results_cpu_time"]
+    assert [row["box_B"] for row in rows] == [[64, 64], [128, 128], [32, 32, 32], [48, 48, 48], [64, 90, 64]]
+    for row in rows:
+        assert all(_is_fast_box_size(n) for n in row["box_ours"])
+        assert all(ours >= b for ours, b in zip(row["box_ours"], row["box_B"]))
+        assert row["ours"]["median_ms"] > 0 and row["ratios_of_medians"]["pie_over_ours"] > 0
