@@ -32,6 +32,13 @@ def _has_colour(pixels, hex_colour, tolerance=40):
     return bool((np.abs(pixels.astype(int) - target).max(axis=-1) <= tolerance).any())
 
 
+def _has_green_outline(pixels):
+    # The thin contour is anti-aliased into the grey image at small dpi, so look for clearly green
+    # pixels (nothing else in the montage is green: grey, yellow box, red/blue, magma).
+    red, green, blue = (pixels[..., i].astype(int) for i in range(3))
+    return int(((green - np.maximum(red, blue)) > 60).sum()) >= 10
+
+
 def test_help_works_through_python_dash_m():
     completed = subprocess.run(
         [sys.executable, "-m", "nnunet_anomaly", "show-tasks", "--help"], capture_output=True, text=True, timeout=120
@@ -51,7 +58,7 @@ def test_show_tasks_2d_writes_a_real_deterministic_png(tmp_path, capsys):
     height, width, _ = pixels.shape
     assert width > 300 and height > 300
     assert pixels.std() > 20  # not blank
-    assert _has_colour(pixels, CONTOUR_COLOUR)  # the anomalies are outlined
+    assert _has_green_outline(pixels)  # the anomalies are outlined
 
     assert cli.main(["show-tasks", "-o", str(again), "--seed", "3", *FAST_2D]) == 0
     assert (first / "tasks_2d.png").read_bytes() == (again / "tasks_2d.png").read_bytes()
@@ -67,7 +74,7 @@ def test_show_tasks_3d_small_brain(tmp_path):
     assert image_format == "PNG"
     assert pixels.shape[1] > pixels.shape[0] > 300  # ten panel columns: wider than tall
     assert pixels.std() > 20
-    assert _has_colour(pixels, CONTOUR_COLOUR)
+    assert _has_green_outline(pixels)
 
 
 def test_task_examples_are_real_changes_and_leave_the_input_alone():
