@@ -111,16 +111,17 @@ def _mni152_cached(resolution_mm: int):
     template = datasets.load_mni152_template(resolution=resolution_mm)
     brain_mask = np.asarray(datasets.load_mni152_brain_mask(resolution=resolution_mm).get_fdata()) > 0
     t1 = np.asarray(template.get_fdata(), dtype=np.float64)
+    spacing = tuple(float(z) for z in template.header.get_zooms()[:3])
+    return _read_only(_zscore_inside(t1, brain_mask)), _read_only(brain_mask), spacing
+
+
+@functools.lru_cache(maxsize=4)
+def _mni152_tissue_cached(resolution_mm: int):
+    datasets = _require("nilearn.datasets", "the MNI152 tissue maps")
+    _, brain_mask, _ = _mni152_cached(resolution_mm)
     grey = np.asarray(datasets.load_mni152_gm_template(resolution=resolution_mm).get_fdata(), dtype=np.float64)
     white = np.asarray(datasets.load_mni152_wm_template(resolution=resolution_mm).get_fdata(), dtype=np.float64)
-    spacing = tuple(float(z) for z in template.header.get_zooms()[:3])
-    return (
-        _read_only(_zscore_inside(t1, brain_mask)),
-        _read_only(brain_mask),
-        spacing,
-        _read_only(_zscore_inside(grey, brain_mask)),
-        _read_only(_zscore_inside(white, brain_mask)),
-    )
+    return _read_only(_zscore_inside(grey, brain_mask)), _read_only(_zscore_inside(white, brain_mask))
 
 
 def mni152_brain(resolution_mm: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
@@ -164,7 +165,7 @@ def mni152_brain(resolution_mm: int = 2) -> tuple[np.ndarray, np.ndarray, tuple[
     (True, 1.0)
     """
     resolution_mm = _check_positive_int(resolution_mm, "resolution_mm")
-    image, brain_mask, spacing, _, _ = _mni152_cached(resolution_mm)
+    image, brain_mask, spacing = _mni152_cached(resolution_mm)
     return image.copy(), brain_mask.copy(), spacing
 
 
@@ -192,7 +193,7 @@ def mni152_tissue_maps(resolution_mm: int = 2) -> tuple[np.ndarray, np.ndarray]:
     True
     """
     resolution_mm = _check_positive_int(resolution_mm, "resolution_mm")
-    _, _, _, grey, white = _mni152_cached(resolution_mm)
+    grey, white = _mni152_tissue_cached(resolution_mm)
     return grey.copy(), white.copy()
 
 

@@ -1,5 +1,5 @@
 """Real offline anatomy: shapes, ranges, dtypes, consistency with the source files, no shared state."""
-import builtins
+import sys
 
 import numpy as np
 import pytest
@@ -134,18 +134,12 @@ def test_bad_sizes_are_rejected_clearly(bad):
 
 
 def test_missing_optional_package_names_the_extra(monkeypatch):
-    real_import = builtins.__import__
-
-    def no_nilearn(name, *args, **kwargs):
-        if name.startswith("nilearn"):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_nilearn)
-    monkeypatch.setattr(offline_data.importlib, "import_module", lambda name: no_nilearn(name))
+    # A None entry in sys.modules makes `import nilearn...` fail as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "nilearn", None)
+    monkeypatch.setitem(sys.modules, "nilearn.datasets", None)
     offline_data._mni152_cached.cache_clear()
     try:
-        with pytest.raises(ImportError, match=r"nnunet-anomaly\[demo\]"):
+        with pytest.raises(ImportError, match=r"nilearn.*pip install 'nnunet-anomaly\[demo\]'"):
             mni152_brain(3)
     finally:
         offline_data._mni152_cached.cache_clear()
