@@ -96,7 +96,8 @@ def _label_in_box(original, anomalous, mask, box: Sequence[slice], sigma: float,
     """The label restricted to `box` (no validation; `apply_tasks` calls this with the anomalies' box)."""
     box = tuple(box)
     region = (slice(None),) + box
-    change = np.abs(anomalous[region] - original[region]).mean(axis=0)
+    change = np.abs(anomalous[region] - original[region])
+    change = change[0] if change.shape[0] == 1 else change.mean(axis=0)
     local_mask = mask[box]
     label = -np.expm1(-(change**2) / (2 * sigma**2))
     label = np.where(local_mask, label, 0.0).astype(np.float32)

@@ -461,3 +461,23 @@ def test_windowed_inside_distance_gives_the_edt_ramp():
             assert min(margin, fast.max()) == pytest.approx(min(margin, exact.max()))
             width = min(margin, exact.max())
             np.testing.assert_allclose(np.minimum(fast / width, 1)[mask], np.minimum(exact / width, 1)[mask], atol=1e-6)
+
+
+def test_reference_hooks_give_the_same_result():
+    """The benchmark's reference-like switches change the cost, not the outcome (at equal order)."""
+    from scipy import ndimage
+
+    from nnunet_anomaly.tasks import deformation, intensity
+
+    image = _phantom((40, 36))
+    plain = [apply_tasks(image, [t], np.random.default_rng(2)) for t in ("sink", "source", "smooth_intensity")]
+    deformation._remap_whole_patch = True
+    intensity._inside_distance_function = lambda m, cap: ndimage.distance_transform_edt(np.pad(m, 1))[1:-1, 1:-1]
+    try:
+        hooked = [apply_tasks(image, [t], np.random.default_rng(2)) for t in ("sink", "source", "smooth_intensity")]
+    finally:
+        deformation._remap_whole_patch = False
+        intensity._inside_distance_function = intensity.inside_distance
+    for a, b in zip(plain, hooked):
+        np.testing.assert_allclose(a.image, b.image, atol=1e-5)
+        np.testing.assert_array_equal(a.mask, b.mask)

@@ -106,13 +106,16 @@ def _check_source(source, mask, image: np.ndarray, pool_name: str):
         )
     if min(source.shape[1:]) < 2:
         raise ValueError(f"{pool_name} gave a source of shape {source.shape}; every spatial axis needs >= 2 voxels")
-    if not np.isfinite(source).all():
+    # Per-channel range in two passes; a NaN or inf anywhere shows up in it (no separate isfinite pass).
+    flat = source.reshape(source.shape[0], -1)
+    low, high = flat.min(axis=1), flat.max(axis=1)
+    if not (np.isfinite(low).all() and np.isfinite(high).all()):
         raise ValueError(f"{pool_name} gave a source with NaN/inf values")
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != source.shape[1:]:
             raise ValueError(f"{pool_name} gave a mask of shape {mask.shape} for a source of shape {source.shape}")
-    return source, mask
+    return source, mask, low, high
 
 
 def _source_corner(rng, source_shape, region, mask, max_tries) -> np.ndarray:
@@ -145,7 +148,7 @@ def sample_blend_params(
     if pool is None:
         raise ValueError(f"this blending task needs `{pool_name}` (a SourcePool); got None")
     source, source_mask = pool.sample(rng)
-    source, source_mask = _check_source(source, source_mask, image, pool_name)
+    source, source_mask, source_low, source_high = _check_source(source, source_mask, image, pool_name)
     ndim = image.ndim - 1
     patch_shape = np.asarray(placement.shape.bbox_shape)
     source_shape = np.asarray(source.shape[1:])
@@ -170,7 +173,6 @@ def sample_blend_params(
     region = np.clip(region, 1, source_shape)  # rounding guard for tiny sources
     corner = _source_corner(rng, source_shape, region, source_mask, options.max_source_tries)
 
-    flat = source.reshape(source.shape[0], -1)
     return BlendParams(
         placement=placement,
         source=source,
@@ -178,8 +180,8 @@ def sample_blend_params(
         region_shape=tuple(int(r) for r in region),
         matrix=tuple(tuple(float(v) for v in row) for row in matrix),
         offset=tuple(float(-v) for v in lowest),
-        source_low=tuple(float(v) for v in flat.min(axis=1)),
-        source_high=tuple(float(v) for v in flat.max(axis=1)),
+        source_low=tuple(float(v) for v in source_low),
+        source_high=tuple(float(v) for v in source_high),
         interpolation_order=options.interpolation_order,
         change_threshold=options.blend_change_threshold,
     )
