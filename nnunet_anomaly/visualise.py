@@ -1,9 +1,11 @@
 """Pictures of what each synthetic anomaly task does: ``nnunet_anomaly show-tasks``.
 
 For a real 2D image (a chest radiograph) and a real 3D volume (the MNI152 brain) the montage shows,
-for each of the five tasks, the image before and after the task, the signed difference and the
-Gaussian label, like Figure 2 of Baugh et al. (MICCAI 2023). Everything is real data that installs
-offline (see :mod:`nnunet_anomaly.offline_data`); nothing is downloaded.
+for each of the five tasks, the whole image with the zoomed window marked, then zoomed on the
+anomaly: before and after the task (anomaly mask outlined), the signed difference and the Gaussian
+label, like Figure 2 of Baugh et al. (MICCAI 2023). For 3D, each task shows the axial and coronal
+slices holding the most label. Everything is real data that installs offline (see
+:mod:`nnunet_anomaly.offline_data`); nothing is downloaded.
 
 Python use::
 
@@ -124,6 +126,16 @@ def generate_task_examples(
     ------
     ValueError
         If a task could not place a single anomaly in any attempt (the message names the task).
+
+    Examples
+    --------
+    >>> from nnunet_anomaly.tasks import TaskOptions
+    >>> image = np.random.default_rng(0).normal(size=(1, 48, 48)).astype(np.float32)
+    >>> examples = generate_task_examples(image, 0, tasks=["sink", "smooth_intensity"], options=TaskOptions.cxr())
+    >>> [example.task for example in examples], examples[1].after.shape
+    (['sink', 'smooth_intensity'], (48, 48))
+    >>> bool(examples[1].label.max() > 0), bool(np.all(examples[1].label[~examples[1].mask] == 0))
+    (True, True)
     """
     from nnunet_anomaly.tasks import TASK_NAMES, PlacementError, apply_tasks
 
