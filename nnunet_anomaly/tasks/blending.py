@@ -208,7 +208,22 @@ def resample_source_patch(params: BlendParams, dtype=np.float64) -> np.ndarray:
 
 
 def apply_blend(image: np.ndarray, params: BlendParams) -> np.ndarray:
-    """Return a copy of `image` (channel-first) with the source patch Poisson-blended in."""
+    """Return a copy of `image` (channel-first) with the source patch Poisson-blended in.
+
+    Examples
+    --------
+    >>> from nnunet_anomaly.pools import ArrayPool
+    >>> from nnunet_anomaly.tasks.shapes import AnomalyShape
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.normal(size=(1, 32, 32))
+    >>> pool = ArrayPool([np.tile(np.linspace(-3, 3, 40), (40, 1))[None]])   # a steep ramp
+    >>> square = AnomalyShape("rectangle", (9, 9), ((1.0, 0.0), (0.0, 1.0)))
+    >>> params = sample_blend_params(rng, image, Placement(square, (10, 10)), TaskOptions(), pool)
+    >>> out = apply_blend(image, params)
+    >>> changed = np.abs(out - image)[0] > 0
+    >>> bool(changed[14, 14]), bool(changed[:8].any() or changed[:, :8].any())   # only near the patch
+    (True, False)
+    """
     return INTRA_BLEND.apply(image, params).image
 
 
