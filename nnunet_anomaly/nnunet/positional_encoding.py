@@ -15,7 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["positional_encoding", "num_encoding_channels", "PositionalEncodingNetwork"]
+__all__ = ["positional_encoding", "num_encoding_channels", "PositionalEncodingNetwork",
+           "build_positional_encoding_network"]
 
 ENCODING_SEED = 42
 ENCODING_SCALE = 12.0
@@ -99,3 +100,21 @@ class PositionalEncodingNetwork(nn.Module):
     def forward(self, x: torch.Tensor):
         enc = self.encoding_for(x)
         return self.network(torch.cat([x, enc.expand(x.shape[0], *enc.shape)], dim=1))
+
+
+def build_positional_encoding_network(configuration_manager, num_input_channels: int, num_output_channels: int,
+                                      enable_deep_supervision: bool = True) -> PositionalEncodingNetwork:
+    """nnU-Net's planned network with ``D + 64`` extra input channels, wrapped to take the planned input.
+
+    A drop-in body for a trainer's static ``build_network_architecture``: it depends only on the plans,
+    so nnU-Net's predictor rebuilds the same network from the checkpoint's trainer name.
+    """
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    spatial_dims = len(configuration_manager.patch_size)
+    network = get_network_from_plans(
+        configuration_manager.network_arch_class_name, configuration_manager.network_arch_init_kwargs,
+        configuration_manager.network_arch_init_kwargs_req_import,
+        num_input_channels + num_encoding_channels(spatial_dims), num_output_channels, allow_init=True,
+        deep_supervision=enable_deep_supervision)
+    return PositionalEncodingNetwork(network, spatial_dims=spatial_dims)

@@ -45,16 +45,16 @@ class AnomalyLocalLogger(LocalLogger):
         x = list(range(epochs))
         fig, axes = plt.subplots(4, 1, figsize=(12, 18))
         ax = axes[0]
-        ax.plot(x, log["train_losses"][:epochs], color="b", label="training loss", linewidth=2)
-        ax.plot(x, log["val_losses"][:epochs], color="r", label="validation loss", linewidth=2)
+        ax.plot(x, log["train_losses"][:epochs], color="b", label="training loss", linewidth=2, marker="o")
+        ax.plot(x, log["val_losses"][:epochs], color="r", label="validation loss", linewidth=2, marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel("loss")
         ax.legend(loc="upper left")
         ax2 = ax.twinx()
-        ax2.plot(x, log["mean_fg_dice"][:epochs], color="g", ls="dotted", label="pixel AP (pooled)", linewidth=2)
+        ax2.plot(x, log["mean_fg_dice"][:epochs], color="g", ls="dotted", label="pixel AP (pooled)", linewidth=2, marker="o")
         ax2.plot(x, log["ema_fg_dice"][:epochs], color="g", label="pixel AP, moving average (selects best)",
-                 linewidth=3)
-        ax2.plot(x, log["val_auroc"][:epochs], color="k", ls="dashed", label="pixel AUROC (pooled)", linewidth=1.5)
+                 linewidth=3, marker="s")
+        ax2.plot(x, log["val_auroc"][:epochs], color="k", ls="dashed", label="pixel AUROC (pooled)", linewidth=1.5, marker="^")
         ax2.set_ylabel("synthetic validation metric")
         ax2.set_ylim(0, 1)
         ax2.legend(loc="upper right")
@@ -64,7 +64,7 @@ class AnomalyLocalLogger(LocalLogger):
         per_task = log["val_ap_per_task"][:epochs]
         tasks = sorted({t for entry in per_task for t in entry})
         for task in tasks:
-            ax.plot(x, [entry.get(task, np.nan) for entry in per_task], label=f"AP {task}", linewidth=2)
+            ax.plot(x, [entry.get(task, np.nan) for entry in per_task], label=f"AP {task}", linewidth=2, marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel("pixel AP per validation task")
         ax.set_ylim(0, 1)
@@ -73,14 +73,14 @@ class AnomalyLocalLogger(LocalLogger):
 
         ax = axes[2]
         durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epochs], log["epoch_start_timestamps"])]
-        ax.plot(x, durations, color="b", label="epoch duration", linewidth=2)
+        ax.plot(x, durations, color="b", label="epoch duration", linewidth=2, marker="o")
         ax.set_ylim(0, max(durations + [1]) * 1.1)
         ax.set_xlabel("epoch")
         ax.set_ylabel("time [s]")
         ax.legend(loc="upper left")
 
         ax = axes[3]
-        ax.plot(x, log["lrs"][:epochs], color="b", label="learning rate", linewidth=2)
+        ax.plot(x, log["lrs"][:epochs], color="b", label="learning rate", linewidth=2, marker="o")
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
         ax.legend(loc="upper left")

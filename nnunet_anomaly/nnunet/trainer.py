@@ -157,6 +157,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     final_validation_mirroring = True
     final_validation_max_cases = None
     max_scored_voxels_per_image = 1_000_000
+    #: deep supervision on soft targets downsampled by averaging (the reference has none).
+    deep_supervision = True
     #: training length (None keeps nnU-Net's 1000 x 250).
     epochs = None
     iterations_per_epoch = None
@@ -176,6 +178,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         from nnunet_anomaly.tasks import TASK_NAMES
         self.train_task_names = [TASK_NAMES[i] for i in self.task_split.train_tasks]
         self.val_task_names = [TASK_NAMES[i] for i in self.task_split.val_tasks]
+        self.enable_deep_supervision = bool(self.deep_supervision)
         if self.epochs is not None:
             self.num_epochs = int(self.epochs)
         if self.iterations_per_epoch is not None:

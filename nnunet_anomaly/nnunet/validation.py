@@ -126,8 +126,9 @@ def select_pairs(cases: Sequence[str], tasks: Sequence[str], max_pairs: int, see
 def pixel_metrics(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
     """Pixel-level average precision and AUROC; NaN where undefined (no positives or no negatives).
 
-    Uses :func:`nnunet_anomaly.evaluation.average_precision` / ``auroc`` when the evaluation module
-    provides them, else scikit-learn.
+    Uses :func:`nnunet_anomaly.evaluation.average_precision` / ``auroc`` (scores quantised to float16,
+    the precision of nnU-Net's sliding-window maps; streaming and bounded in memory) when the
+    evaluation module provides them, else scikit-learn.
 
     Examples
     --------

@@ -1,0 +1,24 @@
+"""The paper's optimisation, and the variant closest to the reference implementation.
+
+Use them with the ``3d_paper`` / ``2d_paper`` configurations (whole image as patch, batch 8 / 50;
+``python -m nnunet_anomaly.nnunet.planning add-preset -d DATASET 3d_paper``).
+"""
+from nnunet_anomaly.nnunet.losses import SigmoidMSELoss
+from nnunet_anomaly.trainers.positional_encoding import AnomalyTaskTrainer_PosEnc
+from nnunet_anomaly.nnunet.trainer import AnomalyTaskTrainer
+
+
+class AnomalyTaskTrainer_paper(AnomalyTaskTrainer):
+    """AdamW (weight decay 0), peak LR 1e-3 (3D) / 5e-3 (2D), 100-step warm-up from 1 %, x0.1 per 8000
+    steps, floor at peak/20 from step 10508; early stopping after 5000 steps without a better EMA AP."""
+    paper_schedule = True
+    early_stopping_patience_steps = 5000
+
+
+class AnomalyTaskTrainer_reference(AnomalyTaskTrainer_PosEnc):
+    """Closest to Baugh et al.: the paper's optimisation, MSE on probabilities, no deep supervision,
+    positional-encoding channels, left-right flip only (3D) / no augmentation (2D)."""
+    paper_schedule = True
+    early_stopping_patience_steps = 5000
+    loss_class = SigmoidMSELoss
+    deep_supervision = False
