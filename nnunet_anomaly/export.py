@@ -99,7 +99,8 @@ def to_png16(anomaly_map: np.ndarray) -> np.ndarray:
     >>> to_png16(np.array([[0.0, 0.5, 1.0, 1.7]])).tolist()
     [[0, 32768, 65535, 65535]]
     """
-    return np.round(np.clip(anomaly_map, 0.0, 1.0) * PNG_MAX).astype(np.uint16)
+    # float64: a float32 product can land on the wrong side of .5 and shift a grey level by one
+    return np.round(np.clip(np.asarray(anomaly_map, dtype=np.float64), 0.0, 1.0) * PNG_MAX).astype(np.uint16)
 
 
 def _list_problems(title: str, problems: Sequence[str]) -> str:
