@@ -57,15 +57,18 @@ def _grow_axis(lo: int, hi: int, size: int, fft_friendly: bool) -> Tuple[int, in
 
 
 def _bounding_extents(mask: np.ndarray) -> Optional[list]:
-    """``[(first, last), ...]`` indices of True voxels per axis, or None; two passes over the mask at most.
+    """``[(first, last), ...]`` indices of True voxels per axis, or None for an empty mask.
 
-    Reducing over all other axes at once is slow for the inner axes of a big 3-D mask, so each level
-    projects out the leading axis (contiguous, cheap) and recurses on the projection.
+    Each level finds the occupied entries of the leading axis and recurses on the projection of the
+    occupied slab along it, so the full mask is read about once.  Row occupancy uses ``argmax`` (a
+    vectorised search for the first True) rather than ``any``, which is several times slower on bool rows.
     """
     extents = []
     current = mask.astype(bool, copy=False)
     while current.ndim > 1:
-        occupied = np.flatnonzero(current.reshape(current.shape[0], -1).any(axis=1))
+        rows = current.reshape(current.shape[0], -1)
+        first_true = rows.argmax(axis=1)  # 0 for an empty row, hence the look-up below
+        occupied = np.flatnonzero(rows[np.arange(rows.shape[0]), first_true])
         if occupied.size == 0:
             return None
         extents.append((int(occupied[0]), int(occupied[-1])))
@@ -225,8 +228,9 @@ def poisson_blend(target, source, mask, *, mix_gradients: bool = False, channel_
     ------
     ValueError
         For a ``target`` that is not float32/float64, mismatched shapes, a mask of the wrong shape,
-        NaN/inf values inside the solve box (the only values the solve reads; values outside it are
-        copied unchanged and not inspected) or a bad ``channel_axis``.
+        NaN/inf among the values the solve reads (the solve box, corners excepted; values elsewhere
+        are copied unchanged and not inspected, so the cost follows the anomaly, not the image),
+        gradients that overflow the dtype, or a bad ``channel_axis``.
 
     Notes
     -----
@@ -298,18 +302,24 @@ def poisson_blend(target, source, mask, *, mix_gradients: bool = False, channel_
     box_cf = (slice(None),) + box
     target_box = target_cf[box_cf]
     source_box = source_cf[box_cf].astype(dtype, copy=False)
-    # Only the box enters the solve, so only the box is checked: the cost stays proportional to the
-    # anomaly, not to the image (callers such as `tasks.apply_tasks` validate the whole image once).
-    for values, name in ((target_box, "target"), (source_box, "source")):
-        if not np.isfinite(values).all():  # one cheap pass; the precise count only on failure
-            check_finite(values, name)
     # A private copy: the caller's mask is never touched.
     mask_box = mask_array[box].copy()
     for axis in range(spatial_ndim):
         for face in (0, -1):
             mask_box[_axis_slices(spatial_ndim, axis, face, slice(None))] = False
 
-    rhs = _guidance_divergence(target_box, source_box, mask_box, mix_gradients)
+    with np.errstate(invalid="ignore", over="ignore"):  # non-finite input is reported just below
+        rhs = _guidance_divergence(target_box, source_box, mask_box, mix_gradients)
+    # Every box value the solve reads reaches the right-hand side (NaN * 0 stays NaN), so one pass over
+    # it checks them all; the cost stays proportional to the anomaly, not to the image.  The precise
+    # per-array count runs only on failure.
+    if not np.isfinite(rhs).all():
+        check_finite(target_box, "target")
+        check_finite(source_box, "source")
+        raise ValueError(
+            f"the gradients of `source` and `target` overflow {dtype} inside the blend box; "
+            "use float64 or smaller intensities"
+        )
     spatial_axes = tuple(range(1, spatial_ndim + 1))
     coefficients = scipy.fft.dstn(rhs, type=1, axes=spatial_axes, overwrite_x=True, workers=1)
     coefficients /= _dst_eigenvalues(rhs.shape[1:], dtype.name)

@@ -320,6 +320,31 @@ def test_clear_errors(kwargs, message):
         poisson_blend(arguments.pop("target"), arguments.pop("source"), arguments.pop("mask"), **arguments)
 
 
+def test_non_finite_inside_the_box_is_reported_without_warnings():
+    import warnings
+
+    target, source, mask = _random_case((20, 20), seed=12)
+    target[10, 10] = np.nan
+    source[9, 11] = -np.inf
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning from numpy would fail here
+        with pytest.raises(ValueError, match="`target` has 1 NaN/inf values"):
+            poisson_blend(target, source, mask)
+        target[10, 10] = 0
+        with pytest.raises(ValueError, match="`source` has 1 NaN/inf values"):
+            poisson_blend(target, source, mask, mix_gradients=True)
+
+
+def test_overflowing_gradients_are_reported():
+    target = np.zeros((9, 9), dtype=np.float32)
+    source = target.copy()
+    target[4, 4], source[4, 4] = 3e38, -3e38  # finite, but source - target overflows float32
+    mask = np.zeros((9, 9), dtype=bool)
+    mask[3:6, 3:6] = True
+    with pytest.raises(ValueError, match="overflow float32 inside the blend box"):
+        poisson_blend(target, source, mask)
+
+
 def test_channel_axis_mask_shape_error_names_spatial_shape():
     with pytest.raises(ValueError, match=r"spatial shape \(4, 6\)"):
         poisson_blend(np.zeros((3, 4, 6)), np.zeros((3, 4, 6)), np.ones((3, 4, 6), dtype=bool), channel_axis=0)
