@@ -1,0 +1,130 @@
+"""Train AnomalyTaskTrainer_ci on a tiny real dataset: NIfTI files -> nnU-Net planning -> training -> prediction."""
+import json
+import os
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.slow
+
+DATASET_ID = 991
+DATASET = "Dataset991_TinyBrain"
+SHAPE = (30, 36, 30)
+
+
+def _write_dataset(raw):
+    import SimpleITK as sitk
+    from scipy import ndimage
+    rng = np.random.default_rng(0)
+    folder = raw / DATASET
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij"))
+    for i in range(10):
+        radius = np.sqrt(((grid / (0.8 + 0.15 * rng.random())) ** 2).sum(0))
+        brain = radius < 1
+        image = (ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.5) * 4 + 100 + 25 * (radius < 0.5)) * brain
+        for array, path in [(image.astype(np.float32), folder / "imagesTr" / f"brain_{i:03d}_0000.nii.gz"),
+                            (brain.astype(np.uint8), folder / "labelsTr" / f"brain_{i:03d}.nii.gz")]:
+            itk = sitk.GetImageFromArray(array)
+            itk.SetSpacing((2.0, 2.0, 2.0))
+            sitk.WriteImage(itk, str(path))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "T1"}, "labels": {"background": 0, "brain": 1}, "numTraining": 10,
+        "file_ending": ".nii.gz"}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("nnunet")
+    env = {"nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
+           "nnUNet_results": str(root / "results"), "nnUNet_def_n_proc": "2"}
+    saved = {k: os.environ.get(k) for k in [*env, "nnUNet_n_proc_DA", "nnUNet_extTrainer"]}
+    os.environ.update(env)
+    os.environ.pop("nnUNet_n_proc_DA", None)  # 0 would crash nnU-Net's planning
+    try:
+        raw_folder = _write_dataset(root / "raw")
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
+                                                                          preprocess)
+        extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, clean=True,
+                             verbose=False, show_progress_bar=False)
+        plan_experiments([DATASET_ID])
+        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
+        from nnunet_anomaly.nnunet.planning import add_preset, plans_file_of
+        add_preset(plans_file_of(DATASET_ID), "3d_tiny")
+
+        os.environ["nnUNet_n_proc_DA"] = "0"
+        import torch
+        from nnunet_anomaly.trainers import AnomalyTaskTrainer_ci
+        base = root / "preprocessed" / DATASET
+        plans = json.loads((base / "nnUNetPlans.json").read_text())
+        plans["continue_training"] = False
+        dataset_json = json.loads((base / "dataset.json").read_text())
+        trainer = AnomalyTaskTrainer_ci(plans=plans, configuration="3d_tiny", fold=0, dataset_json=dataset_json,
+                                        device=torch.device("cpu"))
+        trainer.run_training()
+        trainer.perform_actual_validation(False)
+        yield root, raw_folder, trainer
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_training_writes_checkpoints_progress_and_summary(trained):
+    root, _, trainer = trained
+    fold = trainer.output_folder
+    for name in ["checkpoint_final.pth", "checkpoint_best.pth", "progress.png", "validation/summary.json"]:
+        assert os.path.isfile(os.path.join(fold, name)), name
+    import torch
+    checkpoint = torch.load(os.path.join(fold, "checkpoint_final.pth"), map_location="cpu", weights_only=False)
+    assert checkpoint["trainer_name"] == "AnomalyTaskTrainer_ci"
+    assert checkpoint["inference_allowed_mirroring_axes"] == (2,)  # SimpleITK arrays: x (left-right) is last
+    logged = checkpoint["logging"]
+    assert len(logged["mean_fg_dice"]) == 1 and 0.0 <= logged["mean_fg_dice"][0] <= 1.0
+    assert set(logged["val_ap_per_task"][0]) == set(trainer.val_task_names)
+
+
+def test_summary_scores_the_validation_partition_per_task(trained):
+    root, _, trainer = trained
+    summary = json.loads(open(os.path.join(trainer.output_folder, "validation", "summary.json")).read())
+    splits = json.loads((root / "preprocessed" / DATASET / "splits_final.json").read_text())
+    assert len(splits) == 5  # nnU-Net's own split, created on the fly
+    assert summary["cases"] == sorted(splits[0]["val"])  # T=1 fold 0 validates on block 0
+    assert summary["train_tasks"] == ["intra_blend"]
+    assert set(summary["per_task"]) == set(summary["val_tasks"]) and "intra_blend" not in summary["val_tasks"]
+    # no external pool configured for 3D: inter_blend is dropped (and said so in the log)
+    assert "inter_blend" not in summary["val_tasks"]
+    log = open(next(os.path.join(trainer.output_folder, f) for f in os.listdir(trainer.output_folder)
+                    if f.startswith("training_log"))).read()
+    assert "inter_blend is DROPPED" in log
+    assert 0.0 <= summary["pooled"]["ap"] <= 1.0 and summary["pooled"]["n_anomalous_voxels"] > 0
+    for task in summary["val_tasks"]:
+        assert summary["per_task"][task]["n_anomalous_voxels"] > 0
+
+
+def test_results_folder_predicts_one_sigmoid_channel(trained, tmp_path):
+    root, raw_folder, trainer = trained
+    results_dataset_json = json.loads(open(os.path.join(trainer.output_folder_base, "dataset.json")).read())
+    assert results_dataset_json["labels"] == {"background": 0, "anomaly": [1, 2]}
+    # nnU-Net's official plug-in route: a folder with a module that re-exports our trainers
+    plugin = tmp_path / "plugin"
+    plugin.mkdir()
+    (plugin / "nnunet_anomaly_plugin.py").write_text("from nnunet_anomaly.trainers import *\n")
+    os.environ["nnUNet_extTrainer"] = str(plugin)
+    try:
+        import torch
+        from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        predictor = nnUNetPredictor(use_mirroring=False, device=torch.device("cpu"), allow_tqdm=False)
+        predictor.initialize_from_trained_model_folder(trainer.output_folder_base, use_folds=(0,),
+                                                       checkpoint_name="checkpoint_final.pth")
+        image, properties = SimpleITKIO().read_images([str(raw_folder / "imagesTr" / "brain_000_0000.nii.gz")])
+        _, probabilities = predictor.predict_single_npy_array(image, properties, None, None, True)
+    finally:
+        os.environ.pop("nnUNet_extTrainer", None)
+    assert probabilities.shape == (1, *SHAPE)
+    assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
