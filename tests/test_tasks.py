@@ -481,3 +481,12 @@ def test_reference_hooks_give_the_same_result():
     for a, b in zip(plain, hooked):
         np.testing.assert_allclose(a.image, b.image, atol=1e-5)
         np.testing.assert_array_equal(a.mask, b.mask)
+
+
+@pytest.mark.parametrize("spatial", [(64,), (12, 10, 9, 8)])
+def test_any_number_of_spatial_dimensions(spatial):
+    image = np.random.default_rng(0).normal(size=(1,) + spatial)
+    for task in TASK_NAMES:
+        result = apply_tasks(image, [task], np.random.default_rng(1), **_pools(image))
+        assert result.mask.any() and np.isfinite(result.image).all()
+        assert np.all(result.label[~result.mask] == 0)
