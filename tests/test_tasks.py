@@ -490,3 +490,32 @@ def test_any_number_of_spatial_dimensions(spatial):
         result = apply_tasks(image, [task], np.random.default_rng(1), **_pools(image))
         assert result.mask.any() and np.isfinite(result.image).all()
         assert np.all(result.label[~result.mask] == 0)
+
+
+def test_blend_with_sparse_resampling_equals_full_patch_blend():
+    """Resampling only the gradient support gives the blend of the fully resampled patch."""
+    from nnunet_anomaly.poisson import poisson_blend
+    from nnunet_anomaly.tasks.blending import _solver_margin
+
+    for spatial, seed in [((48, 40), 0), ((24, 26, 22), 1), ((48, 40), 2)]:
+        image = _phantom(spatial, channels=2, dtype=np.float64)
+        rng = np.random.default_rng(seed)
+        placement = Placement(sample_shape(rng, spatial), (3,) * len(spatial))
+        for order in (1, 3):
+            params = sample_blend_params(rng, image, placement, TaskOptions(interpolation_order=order),
+                                         ArrayPool([_phantom(spatial, 1, seed=9, dtype=np.float64)]))
+            out = TASKS["intra_blend"].apply(image, params)
+            box = placement.slices
+            crop = tuple(slice(max(0, b.start - _solver_margin(b.stop - b.start)),
+                               min(n, b.stop + _solver_margin(b.stop - b.start))) for b, n in zip(box, spatial))
+            inner = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(box, crop))
+            target = image[(slice(None),) + crop]
+            source = target.copy()
+            source[(slice(None),) + inner] = resample_source_patch(params)
+            mask = np.zeros(target.shape[1:], bool)
+            mask[inner] = placement.shape.mask()
+            expected = poisson_blend(target, source, mask, mix_gradients=True, channel_axis=0)
+            per_channel = (2,) + (1,) * len(spatial)
+            low, high = image.reshape(2, -1).min(1).reshape(per_channel), image.reshape(2, -1).max(1).reshape(per_channel)
+            expected = np.clip(expected, low, high)
+            np.testing.assert_allclose(out.image[(slice(None),) + crop], expected, atol=1e-10)
