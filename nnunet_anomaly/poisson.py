@@ -268,9 +268,9 @@ def poisson_blend(target, source, mask, *, mix_gradients: bool = False, channel_
             "(convert it first, e.g. target.astype(np.float32))"
         )
     if channel_axis is not None:
-        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)) or not (
-            -target_array.ndim <= channel_axis < target_array.ndim
-        ):
+        if isinstance(channel_axis, bool) or not isinstance(channel_axis, (int, np.integer)):
+            raise ValueError(f"`channel_axis` must be an integer or None; got {channel_axis!r}")
+        if not -target_array.ndim <= channel_axis < target_array.ndim:
             raise ValueError(f"`channel_axis` {channel_axis!r} is out of range for `target` of shape {target_array.shape}")
         channel_axis = int(channel_axis) % target_array.ndim
     spatial_ndim = target_array.ndim - (0 if channel_axis is None else 1)

@@ -309,6 +309,7 @@ def test_blend_box_errors():
         (dict(mask=np.full((5, 5), "x")), "`mask` must be boolean"),
         (dict(target=np.float64(1.0), source=np.float64(1.0), mask=np.array(True)), "at least one spatial"),
         (dict(channel_axis=2), r"`channel_axis` 2 is out of range for `target` of shape \(5, 5\)"),
+        (dict(channel_axis=1.5), "`channel_axis` must be an integer or None; got 1.5"),
         (dict(target=np.full((5, 5), np.nan)), "`target` has 25 NaN/inf values"),
         (dict(source=np.full((5, 5), np.inf)), "`source` has 25 NaN/inf values"),
     ],
