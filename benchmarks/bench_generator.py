@@ -8,9 +8,9 @@ waiting that wall-clock time would add:
 - **ours**: order-1 resampling, ``nnunet_anomaly.poisson.poisson_blend`` over the shape's box grown to
   an FFT-friendly size, the plain Gaussian labeller;
 - **reference-like**: the reference's choices swapped in through options and private hooks:
-  order-3 resampling (``TaskOptions(interpolation_order=3)``), pie-torch's ``blend_dst_numpy`` on the
-  patch's bounding box, the deformation resampling every voxel of the box (not only the remapped
-  ones), scipy's full Euclidean distance transform for the intensity ramp, and the reference
+  order-3 resampling (``TaskOptions(interpolation_order=3)``) of every voxel of the blend patch and
+  of the deformation box (ours resamples only the voxels that matter), pie-torch's ``blend_dst_numpy``
+  on the patch's bounding box, scipy's full Euclidean distance transform for the intensity ramp, and the reference
   labeller's grey closing + hole filling per region (``fill_holes=True``). Everything else (shape
   rasterisation, placement, bbox-local labelling) is shared, so this understates the gap to the
   original code.
@@ -111,7 +111,7 @@ def _reference_distance(mask, cap):
     return ndimage.distance_transform_edt(np.pad(mask, 1))[(slice(1, -1),) * mask.ndim]
 
 
-# pipeline -> (blend function, inside-distance function, resample the whole deformation box, option changes)
+# pipeline -> (blend function, inside-distance function, resample whole boxes, option changes)
 PIPELINES = {
     "ours": (blending._default_blend, intensity.inside_distance, False, {}),
     "reference-like": (_pietorch_blend, _reference_distance, True, {"interpolation_order": 3, "fill_holes": True}),
@@ -121,7 +121,7 @@ PIPELINES = {
 def run_once(pipeline, task, seed, image, foreground, intra, inter, options) -> float:
     blend, distance, whole_patch, changes = PIPELINES[pipeline]
     blending._blend_function, intensity._inside_distance_function = blend, distance
-    deformation._remap_whole_patch = whole_patch
+    deformation._remap_whole_patch = blending._resample_whole_patch = whole_patch
     try:
         opts = TaskOptions(**{**options.__dict__, **changes})
         # CPU time of this (single-threaded) process: on a shared machine, wall-clock time mostly
@@ -133,7 +133,7 @@ def run_once(pipeline, task, seed, image, foreground, intra, inter, options) -> 
     finally:
         blending._blend_function = blending._default_blend
         intensity._inside_distance_function = intensity.inside_distance
-        deformation._remap_whole_patch = False
+        deformation._remap_whole_patch = blending._resample_whole_patch = False
 
 
 def bench(setting, rounds: int, per_round: int):
