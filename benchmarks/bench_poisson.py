@@ -14,7 +14,9 @@ box is ``B`` shrunk by one voxel on every side, so the mask's bounding box grown
 ``B``.  pie-torch solves over ``B`` (its region is ``source[B]``, ``mask[B]``, corner ``B.start``);
 ``poisson_blend`` solves over ``blend_box(mask)``, i.e. ``B`` grown to an FFT-friendly size (reported).
 The floor is ``scipy.fft.dstn`` + ``idstn`` (type 1, float32) on the interior of a box, timed both on
-``B`` ("floor B") and on the box ``poisson_blend`` actually solves ("floor ours").
+``B`` ("floor B") and on the box ``poisson_blend`` actually solves ("floor ours").  "ours, crop" is
+``poisson_blend`` called on views cropped to ``blend_box(mask)`` (identical result, see its Notes): the
+same solve without the whole-image copy and mask scan.
 """
 import os
 
@@ -42,7 +44,7 @@ CASES = [
     ("3D 80x112x80, box 48^3", (80, 112, 80), (48, 48, 48)),
     ("3D 80x112x80, box 64x90x64", (80, 112, 80), (64, 90, 64)),
 ]
-METHODS = ("ours", "pie", "floor_ours", "floor_B")
+METHODS = ("ours", "ours_crop", "pie", "floor_ours", "floor_B")
 
 
 def _ellipsoid_mask(image_shape, box_shape):
@@ -82,6 +84,8 @@ def _build_case(image_shape, box_shape, rng):
 
     callables = {
         "ours": lambda: poisson_blend(target, source, mask),
+        # The documented fast path for a caller that knows the box: views cropped to it (same result).
+        "ours_crop": lambda: poisson_blend(target[ours_box], source[ours_box], mask[ours_box]),
         "pie": lambda: blend_dst_numpy(target, source_crop, pie_mask, corner, False),
         "floor_ours": lambda: dst_pair(floor_ours),
         "floor_B": lambda: dst_pair(floor_b),
@@ -112,6 +116,7 @@ def _summarise(cases, samples):
                 "pie_over_ours": value["pie"] / value["ours"],
                 "ours_over_floor_ours": value["ours"] / value["floor_ours"],
                 "ours_over_floor_B": value["ours"] / value["floor_B"],
+                "ours_crop_over_floor_ours": value["ours_crop"] / value["floor_ours"],
             }
         results.append(row)
     return results
@@ -120,25 +125,29 @@ def _summarise(cases, samples):
 def _print_table(results, title):
     print(f"\n{title}: median ms (min ms); ratios of medians (of minima)\n")
     print(
-        "| case | box B -> ours | ours | pie `blend_dst_numpy` | floor, our box | floor, box B "
-        "| pie / ours | ours / floor (our box) | ours / floor (B) |"
+        "| case | box B -> ours | ours | ours, crop | pie `blend_dst_numpy` | floor, our box | floor, box B "
+        "| pie / ours | ours / floor (our box) | ours / floor (B) | ours, crop / floor (our box) |"
     )
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in results:
         box = "x".join(map(str, row["box_B"])) + " -> " + "x".join(map(str, row["box_ours"]))
         cells = [f"{_fmt(row[m]['median_ms'])} ({_fmt(row[m]['min_ms'])})" for m in METHODS]
         ratios = [
             f"{row['ratios_of_medians'][key]:.2f} ({row['ratios_of_minima'][key]:.2f})"
-            for key in ("pie_over_ours", "ours_over_floor_ours", "ours_over_floor_B")
+            for key in ("pie_over_ours", "ours_over_floor_ours", "ours_over_floor_B", "ours_crop_over_floor_ours")
         ]
         print(f"| {row['case']} | {box} | " + " | ".join(cells + ratios) + " |")
-    print("\nTargets by medians (pie/ours >= 2; ours <= 1.3x the floor on our box; on box B):")
+    print(
+        "\nTargets by medians (pie/ours >= 2; ours <= 1.3x the floor on our box; on box B; "
+        "the cropped call <= 1.3x the floor on our box):"
+    )
     for row in results:
         ratios = row["ratios_of_medians"]
         verdict = lambda ok: "met" if ok else "NOT met"  # noqa: E731
         print(
             f"- {row['case']}: {verdict(ratios['pie_over_ours'] >= 2)}; "
-            f"{verdict(ratios['ours_over_floor_ours'] <= 1.3)}; {verdict(ratios['ours_over_floor_B'] <= 1.3)}"
+            f"{verdict(ratios['ours_over_floor_ours'] <= 1.3)}; {verdict(ratios['ours_over_floor_B'] <= 1.3)}; "
+            f"{verdict(ratios['ours_crop_over_floor_ours'] <= 1.3)}"
         )
 
 
