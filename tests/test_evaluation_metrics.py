@@ -252,3 +252,21 @@ def test_evaluate_arrays_brain_scales_against_sklearn():
     # the healthy case's pixel AP is undefined (nan) and left out of the mean
     per_case = [average_precision_score(m.ravel(), s.astype(np.float16).ravel()) for s, m in zip(maps[:2], masks[:2])]
     assert_close(result["pixel"]["per_case_ap_mean"], np.mean(per_case))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 127, 1001])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+def test_all_aggregates_equal_numpy_percentile_and_sorted_top_quarter(n, dtype):
+    from nnunet_anomaly.evaluation._scales import all_aggregates
+
+    rng = np.random.default_rng(n)
+    x = (rng.random((3, n)) * 200).astype(dtype)
+    x[:, : n // 3] = x[:, :1]  # ties
+    result = all_aggregates(x, axis=0)
+    as64 = x.astype(np.float64)
+    np.testing.assert_allclose(result["percentile_75"], np.percentile(as64, 75, axis=1), rtol=0, atol=1e-9)
+    k = int(n * 0.25)
+    top = [np.sort(row)[-k:].mean() if k else row.mean() for row in as64]
+    np.testing.assert_allclose(result["top_25_mean"], top, rtol=1e-12)
+    np.testing.assert_allclose(result["mean"], as64.mean(axis=1), rtol=1e-12)
+    assert all_aggregates(x)["mean"].shape == (1,)

@@ -14,7 +14,7 @@ import numpy as np
 
 from ._histogram import ScoreHistogram, UndefinedMetricWarning, auroc, average_precision
 from ._loading import find_cases, load_ground_truth, load_image, load_prediction, match_cases
-from ._scales import AGGREGATES, SLICE_POSITIVE_FRACTION, aggregate_scores, chunked_average_precision, slice_labels
+from ._scales import AGGREGATES, SLICE_POSITIVE_FRACTION, all_aggregates, chunked_average_precision, slice_labels
 
 __all__ = ["SETTINGS", "evaluate_folder", "evaluate_arrays"]
 
@@ -72,12 +72,12 @@ class _Accumulator:
             "pixel_ap": pixel_ap,
             "pixel_auroc": pixel_auroc,
         }
-        for method in AGGREGATES:
-            score = aggregate_scores(scores, method)
+        for method, value in all_aggregates(scores).items():
+            score = float(value[0])
             self.sample_scores[method].append(score)
             row[f"score_{method}"] = score
         if self.with_slices:
-            per_slice = {method: aggregate_scores(scores, method, axis=0) for method in AGGREGATES}
+            per_slice = all_aggregates(scores, axis=0)
             for method in AGGREGATES:
                 self.slice_scores[method].append(per_slice[method])
             row["n_slices"] = int(labels_of_slices.size)

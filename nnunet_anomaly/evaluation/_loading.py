@@ -153,7 +153,8 @@ def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np
     """
     path = Path(path)
     array = _read_array(path)
-    if path.name.endswith(".npz") and array.ndim >= 2 and (reference_shape is None or array.ndim == len(reference_shape) + 1):
+    if path.name.endswith(".npz") and array.ndim >= 2 and (reference_shape is None or array.ndim > len(reference_shape)):
+        # nnU-Net's probabilities are channel-first: (C, *spatial), 2D natural images (C, 1, H, W)
         array = array[0] if array.shape[0] == 1 else array[-1]
     if path.name.endswith(".png"):
         if array.ndim == 3:  # RGB(A) map: use the first channel

@@ -23,6 +23,7 @@ __all__ = [
     "AGGREGATES",
     "SLICE_POSITIVE_FRACTION",
     "aggregate_scores",
+    "all_aggregates",
     "chunked_average_precision",
     "slice_labels",
 ]
@@ -89,25 +90,52 @@ def aggregate_scores(scores, method: str = "mean", *, axis: int | None = None) -
     """
     if method not in AGGREGATES:
         raise ValueError(f"unknown aggregate {method!r}; choose one of {', '.join(AGGREGATES)}")
+    result = all_aggregates(scores, axis=axis)[method]
+    return float(result[0]) if axis is None else result
+
+
+def all_aggregates(scores, *, axis: int | None = None) -> dict[str, np.ndarray]:
+    """The three aggregates at once, from one partial sort of each row (what `aggregate_scores` uses).
+
+    Returns
+    -------
+    dict
+        ``{method: float64 array}``, one value per slice along `axis` (one value when `axis` is None).
+
+    Examples
+    --------
+    >>> x = np.arange(8.0).reshape(2, 4)
+    >>> {k: v.tolist() for k, v in all_aggregates(x, axis=0).items()}
+    {'mean': [1.5, 5.5], 'percentile_75': [2.25, 6.25], 'top_25_mean': [3.0, 7.0]}
+    """
     values = np.asarray(scores)
     if values.size == 0:
         raise ValueError("cannot aggregate an empty score array")
+    if not (np.issubdtype(values.dtype, np.number) or values.dtype == bool):
+        raise ValueError(f"scores must be numeric; got dtype {values.dtype}")
     if axis is None:
         rows = values.reshape(1, -1)
     else:
         rows = np.moveaxis(values, axis, 0).reshape(values.shape[axis], -1)
-    rows = rows.astype(np.float64, copy=False)
-    if method == "mean":
-        result = rows.mean(axis=1)
-    elif method == "percentile_75":
-        result = np.percentile(rows, 75, axis=1)
-    else:
-        n_top = int(rows.shape[1] * 0.25)
-        if n_top == 0:
-            result = rows.mean(axis=1)
-        else:
-            result = np.partition(rows, rows.shape[1] - n_top, axis=1)[:, rows.shape[1] - n_top :].mean(axis=1)
-    return float(result[0]) if axis is None else result
+    if rows.dtype not in (np.float32, np.float64):
+        rows = rows.astype(np.float64)
+    n = rows.shape[1]
+    # np.percentile(..., 75) with linear interpolation reads ranks floor(v) and floor(v) + 1, v = 0.75 (n - 1)
+    virtual = 0.75 * (n - 1)
+    low = int(np.floor(virtual))
+    high = min(low + 1, n - 1)
+    fraction = virtual - low
+    n_top = int(n * 0.25)
+    kth = sorted({low, high} | ({n - n_top} if 0 < n_top else set()))
+    partitioned = np.partition(rows, kth, axis=1)  # one partial sort serves both order statistics
+    below = partitioned[:, low].astype(np.float64)
+    above = partitioned[:, high].astype(np.float64)
+    difference = above - below
+    # numpy's _lerp: interpolate from the nearer end, so the result is exact at fraction 0 and 1
+    percentile = below + difference * fraction if fraction < 0.5 else above - difference * (1 - fraction)
+    mean = rows.mean(axis=1, dtype=np.float64)
+    top = partitioned[:, n - n_top:].mean(axis=1, dtype=np.float64) if n_top else mean
+    return {"mean": mean, "percentile_75": percentile, "top_25_mean": top}
 
 
 def chunked_average_precision(
