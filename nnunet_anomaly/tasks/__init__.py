@@ -16,6 +16,23 @@ Each task is also available on its own, as "sample the parameters, then apply th
 and as task objects in :data:`TASKS` (``TASKS["sink"].sample_params(...)``, ``.apply(image, params)``).
 To add a sixth task, subclass :class:`AnomalyTask` and call :func:`register_task` (see
 :mod:`nnunet_anomaly.tasks.base`).
+
+The distributions are the reference's (Baugh et al.'s code). Where we differ, it is on purpose:
+
+- every random search is bounded: placement gives up after ``max_placement_tries`` (a new shape every
+  25 tries), raising :class:`PlacementError` for the first anomaly and skipping later ones; the
+  blend-source location falls back to an exact draw among valid centres;
+- deformations are clipped to the patch's range after resampling (splines overshoot); every task
+  clips to the image's per-channel range, so no intensity is invented;
+- nothing the caller passes is modified, and all randomness comes from the ``rng`` argument;
+- resampling is order 1 by default (``TaskOptions(interpolation_order=3)`` restores the reference's
+  cubic splines), and only the voxels that matter are resampled;
+- the Poisson solve covers the shape's box grown by at least one voxel (an FFT-friendly size), not the
+  patch box itself, and the anomaly mask grows over that solver box where the change exceeds 0.001;
+- the intensity ramp's inside distance counts the box border as outside the shape (the reference's
+  box-local transform has no background at all when a shape fills its box);
+- shapes never exceed the image, sides are at least one voxel, and images need >= ``MIN_SPATIAL_SIZE``
+  voxels per axis.
 """
 from nnunet_anomaly.tasks.base import AnomalyTask, Placement, PlacementError, TaskOptions, TaskOutput
 from nnunet_anomaly.tasks.blending import BlendParams, apply_blend, resample_source_patch, sample_blend_params
