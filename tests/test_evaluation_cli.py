@@ -189,3 +189,23 @@ def test_help_runs_as_module():
                                capture_output=True, text=True, timeout=120)
     assert completed.returncode == 0
     assert "--predictions" in completed.stdout and "--baselines" in completed.stdout
+
+
+def test_table_with_two_test_sets_like_table_1(brain_folders):
+    from nnunet_anomaly.evaluation import format_table
+
+    folders, _, _ = brain_folders
+    first = evaluate_folder([folders["fold_0"], folders["fold_1"]], folders["labelsTs"], None, test_set="BraTS",
+                            progress=False)
+    second = evaluate_folder([folders["fold_1"], folders["fold_0"]], folders["labelsTs"], None, test_set="ISLES",
+                             names=["fold_1", "fold_0"], progress=False)
+    table = format_table([first, second])
+    lines = table.splitlines()
+    assert lines[2] == ("| Model | Slice-wise<br>BraTS | Slice-wise<br>ISLES | Pixel-wise<br>BraTS | Pixel-wise<br>ISLES "
+                        "| Pixel AP, pooled (MOOD)<br>BraTS | Pixel AP, pooled (MOOD)<br>ISLES |")
+    fold_0 = next(line for line in lines if line.startswith("| fold_0 |")).split(" | ")
+    model = first["models"]["fold_0"]
+    assert fold_0[1] == f"{100 * model['slice']['ap']['mean']:.1f}/{100 * model['slice']['auroc']['mean']:.1f}"
+    assert fold_0[1] == fold_0[2]  # the same maps under the other name in the second set
+    with pytest.raises(ValueError, match="one table per setting"):
+        format_table([first, {**second, "setting": "cxr"}])

@@ -220,7 +220,26 @@ def evaluate_folder(
     Returns
     -------
     dict
-        Every number, as written to ``results.json``.
+        Every number, as written to ``results.json`` (where undefined metrics, nan here, become null):
+        ``models[name]["pixel"|"slice"|"sample"]``, ``random``, ``folds_summary`` and ``per_case``.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> root = pathlib.Path(tempfile.mkdtemp())
+    >>> for folder in ("pred", "gt"):
+    ...     (root / folder).mkdir()
+    >>> for case, lesion in (("a", True), ("b", False)):
+    ...     truth = np.zeros((4, 8, 8), np.uint8)
+    ...     truth[1, 2:5, 2:5] = lesion
+    ...     np.save(root / "gt" / f"{case}.npy", truth)
+    ...     np.save(root / "pred" / f"{case}.npy", 0.8 * truth + 0.1)
+    >>> results = evaluate_folder(root / "pred", root / "gt", root / "out", figures=False, progress=False)
+    >>> model = results["models"]["pred"]
+    >>> model["pixel"]["ap_pooled"], model["pixel"]["auroc"], model["slice"]["ap"]["mean"]
+    (1.0, 1.0, 1.0)
+    >>> sorted(p.name for p in (root / "out").iterdir())
+    ['per_case.csv', 'results.json', 'table.md']
     """
     if setting not in SETTINGS:
         raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(SETTINGS)}")
@@ -351,6 +370,7 @@ def evaluate_folder(
         results["folds_summary"] = _folds_summary(individual, SETTINGS[setting], aggregate)
 
     per_case_rows = [row for accumulator in accumulators for row in accumulator.rows]
+    results["per_case"] = per_case_rows
     if output is not None:
         from ._report import write_outputs
 
