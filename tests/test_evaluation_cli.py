@@ -209,3 +209,17 @@ def test_table_with_two_test_sets_like_table_1(brain_folders):
     assert fold_0[1] == fold_0[2]  # the same maps under the other name in the second set
     with pytest.raises(ValueError, match="one table per setting"):
         format_table([first, {**second, "setting": "cxr"}])
+
+
+def test_all_healthy_test_set_gives_undefined_not_zero(brain_folders, tmp_path):
+    folders, _, masks = brain_folders
+    healthy = tmp_path / "healthy"
+    healthy.mkdir()
+    for i, mask in enumerate(masks):
+        _write_nifti(healthy / f"case_{i}.nii.gz", np.zeros(mask.shape, np.uint8))
+    results = evaluate_folder(folders["fold_0"], healthy, tmp_path / "out", progress=False)
+    pixel = results["models"]["fold_0"]["pixel"]
+    assert np.isnan(pixel["ap_pooled"]) and np.isnan(pixel["ap_chunked"]["mean"]) and np.isnan(pixel["auroc"])
+    written = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert written["models"]["fold_0"]["pixel"]["ap_pooled"] is None  # strict JSON: null, not NaN
+    assert "| fold_0 | n/a/n/a | n/a/n/a | n/a |" in (tmp_path / "out" / "table.md").read_text()

@@ -88,6 +88,8 @@ class _Accumulator:
     def results(self, sample_labels, all_slice_labels, chunk_size: int, repeats: int) -> dict:
         pooled_ap, pixel_auroc = _histogram_metrics(self.pooled)
         chunked = chunked_average_precision(self.case_histograms, chunk_size=chunk_size, repeats=repeats)
+        if self.pooled.n_positive == 0:  # no anomalous voxel anywhere: undefined, not the chunks' 0.0
+            chunked = {"mean": float("nan"), "std": float("nan"), "repeats": [float("nan")] * repeats}
         case_aps = np.array([row["pixel_ap"] for row in self.rows], dtype=float)
         case_aurocs = np.array([row["pixel_auroc"] for row in self.rows], dtype=float)
         with warnings.catch_warnings():

@@ -101,6 +101,7 @@ def draw_curves(path: Path, results: dict, accumulators, sample_labels, slice_la
     for column, scale in enumerate(scales):
         pr_ax, roc_ax = axes[0, column], axes[1, column]
         prevalence = results["random"][scale]["ap"]
+        drawn = {"pr": False, "roc": False}
         for accumulator in accumulators:
             model = results["models"][accumulator.name]
             style = _model_style(accumulator.name, accumulator.kind)
@@ -121,8 +122,16 @@ def draw_curves(path: Path, results: dict, accumulators, sample_labels, slice_la
                 fpr, tpr, _ = roc_curve(scores, labels)
                 ap, area = model[scale]["ap"][aggregate], model[scale]["auroc"][aggregate]
             pr_ax.step(recall, precision, where="post", label=f"{accumulator.name} (AP {100 * ap:.1f})", **style)
+            drawn["pr"] = True
             if np.all(np.isfinite(fpr)):
                 roc_ax.plot(fpr, tpr, label=f"{accumulator.name} ({100 * area:.1f})", **style)
+                drawn["roc"] = True
+        unit = {"slice": "slice", "sample": "case", "pixel": "voxel"}[scale]
+        for key, ax in (("pr", pr_ax), ("roc", roc_ax)):
+            if not drawn[key]:
+                reason = f"no anomalous {unit}" if key == "pr" or prevalence == 0 else f"only anomalous {unit}s"
+                ax.text(0.5, 0.5, f"undefined: {reason}", ha="center", va="center", transform=ax.transAxes,
+                        fontsize=10, color="dimgrey")
         if prevalence == prevalence:  # not nan
             pr_ax.axhline(prevalence, color="grey", linestyle=":", linewidth=1, label=f"chance ({100 * prevalence:.1f})")
         roc_ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1, label="chance (50.0)")

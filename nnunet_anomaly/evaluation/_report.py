@@ -21,6 +21,11 @@ def _percent(value) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
 
 
+def _mean_sd(mean, sd) -> str:
+    mean, sd = _percent(mean), _percent(sd)
+    return "n/a" if mean == "n/a" else f"{mean}±{sd}"
+
+
 def _pair(ap, area) -> str:
     return f"{_percent(ap)}/{_percent(area)}"
 
@@ -118,11 +123,11 @@ def format_table(results: dict | Sequence[dict]) -> str:
             for r in results:
                 summary = r.get("folds_summary", {}).get(scale)
                 cells.append("n/a" if summary is None else
-                             f"{_percent(summary['ap_mean'])}±{_percent(summary['ap_std'])}/"
-                             f"{_percent(summary['auroc_mean'])}±{_percent(summary['auroc_std'])}")
+                             f"{_mean_sd(summary['ap_mean'], summary['ap_std'])}/"
+                             f"{_mean_sd(summary['auroc_mean'], summary['auroc_std'])}")
         for r in results:
             pooled = [r["models"][n]["pixel"]["ap_pooled"] for n in individual if n in r["models"]]
-            cells.append(f"{_percent(np.mean(pooled))}±{_percent(np.std(pooled))}" if pooled else "n/a")
+            cells.append(_mean_sd(np.mean(pooled), np.std(pooled)) if pooled else "n/a")
         row("all (mean±s.d.)", cells)
     for name in ensembles:
         row(f"**{name}**", model_cells(name))
