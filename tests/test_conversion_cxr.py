@@ -172,6 +172,11 @@ def test_vindr_conversion_split_masks_and_nnunet_reader(vindr_root, tmp_path):
     again, _ = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json")
     assert again.converted == [] and len(again.skipped) == 6
 
+    # nnU-Net accepts the 2D NIfTI layout (raises on any inconsistency)
+    from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
+
+    verify_dataset_integrity(str(dataset_dir), 1)
+
 
 def test_vindr_errors_name_the_file(vindr_root, tmp_path):
     bad_csv = tmp_path / "bad.csv"

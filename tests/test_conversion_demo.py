@@ -121,3 +121,19 @@ def test_full_build_verifies_and_plans_with_nnunet(tmp_path):
     config = plans["configurations"]["3d_fullres"]
     assert config["spacing"] == [4.0, 4.0, 4.0]
     assert len(list((tmp_path / "pre" / "Dataset990_MNIDemo" / "nnUNetPlans_3d_fullres").glob("*.b2nd"))) >= 20
+
+
+@pytest.mark.parametrize("name", ["Dataset501_HCP", "Dataset502_BraTS2017", "Dataset503_ISLES2015",
+                                  "Dataset504_VinDrCXR", "DatasetPool_MOODAbdomen", "DatasetPool_ImageNet",
+                                  "Dataset990_MNIDemo"])
+def test_script_doctests_and_help(name, capsys):
+    """dataset_conversion/ is outside pytest's doctest paths, so its Examples run here."""
+    import doctest
+    import importlib
+
+    module = importlib.import_module(f"nnunet_anomaly.dataset_conversion.{name}")
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--help"])
+    assert exit_info.value.code == 0 and "--output" in capsys.readouterr().out
