@@ -519,3 +519,22 @@ def test_blend_with_sparse_resampling_equals_full_patch_blend():
             low, high = image.reshape(2, -1).min(1).reshape(per_channel), image.reshape(2, -1).max(1).reshape(per_channel)
             expected = np.clip(expected, low, high)
             np.testing.assert_allclose(out.image[(slice(None),) + crop], expected, atol=1e-10)
+
+
+def test_later_anomalies_that_cannot_be_placed_are_skipped(monkeypatch):
+    from nnunet_anomaly.tasks import recipe
+
+    calls = []
+    real = recipe._sample_placement
+
+    def first_only(*args):
+        calls.append(1)
+        return real(*args) if len(calls) == 1 else None
+
+    monkeypatch.setattr(recipe, "_sample_placement", first_only)
+    image = _phantom((32, 32))
+    result = apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0), options=TaskOptions(p_another=1.0))
+    assert len(calls) == 4 and result.n_anomalies == 1 and result.mask.any()
+    full = TaskOptions(p_another=1.0)
+    monkeypatch.setattr(recipe, "_sample_placement", real)
+    assert apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0), options=full).n_anomalies == 4
