@@ -127,11 +127,11 @@ class FolderPool:
     Examples
     --------
     >>> import tempfile, pathlib
-    >>> folder = pathlib.Path(tempfile.mkdtemp())
-    >>> (folder / "images").mkdir()
-    >>> np.save(folder / "images" / "a.npy", np.arange(64.0).reshape(8, 8))
-    >>> pool = FolderPool(folder)
-    >>> image, mask = pool.sample(np.random.default_rng(0))
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     folder = pathlib.Path(tmp)
+    ...     (folder / "images").mkdir()
+    ...     np.save(folder / "images" / "a.npy", np.arange(64.0).reshape(8, 8))
+    ...     image, mask = FolderPool(folder).sample(np.random.default_rng(0))
     >>> image.shape, mask is None, round(float(image.mean()), 6), round(float(image.std()), 6)
     ((1, 8, 8), True, 0.0, 1.0)
     """
