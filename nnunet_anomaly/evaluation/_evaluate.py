@@ -334,6 +334,8 @@ def evaluate_folder(
             overlays.append({
                 "case": case,
                 "slice": index,
+                # a (1, H, W) array is a 2D image stored as a volume: draw it like one
+                "volume": truth.ndim >= 3 and truth.shape[0] > 1,
                 "image": None if image is None else _view(image, index).copy(),
                 "map": _view(maps[primary], index).copy(),
                 "truth": _view(truth, index).copy(),

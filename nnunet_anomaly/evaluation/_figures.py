@@ -48,7 +48,7 @@ def draw_overlays(path: Path, overlays: list[dict], title: str) -> str | None:
                              squeeze=False, layout="constrained")
     mappable = None
     for row, item in enumerate(overlays):
-        volume = item["slice"] >= 0
+        volume = item.get("volume", item["slice"] >= 0)
         kwargs = _display(item["map"], volume)
         truth = item["truth"].astype(float)
         where = f"{item['case']}" + (f", axial slice {item['slice']}" if volume else "")
