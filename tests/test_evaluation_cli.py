@@ -79,7 +79,9 @@ def test_evaluate_cli_brain_matches_sklearn(brain_folders, tmp_path, capsys):
     for row in ("| fold_0 |", "| fold_1 |", "| all (mean±s.d.) |", "| **ensemble** |", "| Random (prevalence) |",
                 "| baseline: random |", "| baseline: intensity |"):
         assert row in table
-    assert "Slice-wise<br>labelsTs" in table and "Pixel-wise<br>labelsTs" in table
+    test_set = folders["labelsTs"].parent.name  # nnU-Net layout: the dataset's name, not "labelsTs"
+    assert results["test_set"] == test_set
+    assert f"Slice-wise<br>{test_set}" in table and f"Pixel-wise<br>{test_set}" in table
 
     with open(out / "per_case.csv") as handle:
         rows = list(csv.DictReader(handle))

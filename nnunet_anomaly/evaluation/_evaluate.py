@@ -215,7 +215,8 @@ def evaluate_folder(
     seed : int
         Seed of the random baseline and of the drawn figure cases.
     test_set : str, optional
-        Test-set name in the table (default: the ground-truth folder's name).
+        Test-set name in the table (default: ``DatasetXXX_Name`` for nnU-Net's ``.../labelsTs``,
+        otherwise the ground-truth folder's name).
     figures, progress : bool
         Draw figures; show a progress bar.
 
@@ -346,7 +347,7 @@ def evaluate_folder(
     n_voxels = accumulators[0].pooled.n_total
     n_positive = accumulators[0].pooled.n_positive
     results = {
-        "test_set": test_set or Path(ground_truth).resolve().name,
+        "test_set": test_set or _default_test_set_name(Path(ground_truth)),
         "setting": setting,
         "scales": list(SETTINGS[setting]),
         "aggregate": aggregate,
@@ -383,6 +384,16 @@ def evaluate_folder(
             sample_labels=np.asarray(sample_labels, bool), slice_labels=all_slice_labels_flat, figures=figures,
         )
     return results
+
+
+def _default_test_set_name(ground_truth: Path) -> str:
+    """The dataset's name for nnU-Net's ``DatasetXXX_Name/labelsTs`` layout, else the folder's name."""
+    folder = ground_truth.resolve()
+    if folder.name == "labelsTs":
+        return folder.parent.name
+    if folder.name.startswith("labelsTs"):
+        return f"{folder.parent.name}/{folder.name}"
+    return folder.name
 
 
 def _intensity_scores(image: np.ndarray) -> np.ndarray:

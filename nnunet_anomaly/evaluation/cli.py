@@ -34,7 +34,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--cases", nargs="+", metavar="CASE", help="cases to draw in the overlays (default: random)")
     parser.add_argument("--n-figure-cases", type=int, default=4, help="random cases to draw when --cases is not given")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline and the drawn cases")
-    parser.add_argument("--test-set", help="test-set name in the table (default: the ground-truth folder's name)")
+    parser.add_argument("--test-set", help="test-set name in the table (default: DatasetXXX_Name for .../labelsTs, else the folder's name)")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
 
