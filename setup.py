@@ -106,6 +106,7 @@ setup(
         "nibabel>=5.0",
         "pydicom>=2.4",
         "matplotlib>=3.7",
+        "Pillow>=9",
         "tqdm>=4.64",
         # nnunetv2 imports distutils, which Python >= 3.12 only has through setuptools
         "setuptools>=68",
