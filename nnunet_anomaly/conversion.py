@@ -35,6 +35,7 @@ __all__ = [
     "downsample_by_two",
     "BrainCase",
     "preprocess_brain",
+    "undo_brain_crop",
     "brain_foreground",
     "read_nifti",
     "write_nifti",
@@ -380,6 +381,46 @@ def preprocess_brain(
         lesion = downsample_by_two(seg_even, is_label=True)
     info["output_shape"] = list(low.shape[1:])
     return BrainCase(low, brain_foreground(low).astype(np.uint8), lesion, affine, info)
+
+
+def undo_brain_crop(volume: np.ndarray, crop_info: Mapping[str, Any], *, order: int = 1) -> np.ndarray:
+    """Map a low-res output volume (prediction, mask) back onto the resampled full-resolution grid.
+
+    The inverse of :func:`preprocess_brain`'s geometry, from its ``crop_info``: upsample x2 to the
+    padded shape, drop the padding, undo the flip, and place the result at the crop box inside a zero
+    volume of ``resampled_shape`` (the 1 mm grid for HCP, the input grid otherwise). This is what the
+    CRADL comparison needs to compare maps on the full-resolution grid.
+
+    Parameters
+    ----------
+    volume : ndarray, shape ``crop_info["output_shape"]``
+    crop_info : mapping
+        As written to ``crop_info/<case>.json``.
+    order : int
+        Interpolation order of the x2 upsampling (0 for label maps).
+
+    Examples
+    --------
+    >>> vol = np.zeros((12, 14, 10), np.float32); vol[2:9, 3:12, 1:8] = np.arange(1, 442).reshape(7, 9, 7)
+    >>> case = preprocess_brain([vol], flip_axis=1)
+    >>> back = undo_brain_crop(case.brain_mask, case.crop_info, order=0)
+    >>> back.shape, bool(back[vol > 0].mean() > 0.9), int(back[vol == 0].sum()) <= 80
+    ((12, 14, 10), True, True)
+    """
+    from skimage.transform import resize
+
+    expected = tuple(crop_info["output_shape"])
+    volume = np.asarray(volume)
+    if volume.shape != expected:
+        raise ValueError(f"volume shape {volume.shape} differs from crop_info's output_shape {expected}")
+    padded = resize(volume, tuple(crop_info["padded_shape"]), order=order, mode="edge", anti_aliasing=False,
+                    preserve_range=True).astype(volume.dtype)
+    cropped = padded[tuple(slice(0, s) for s in crop_info["cropped_shape"])]
+    if crop_info.get("flip_axis") is not None:
+        cropped = np.flip(cropped, axis=int(crop_info["flip_axis"]))
+    out = np.zeros(tuple(crop_info["resampled_shape"]), dtype=volume.dtype)
+    out[tuple(slice(a, b) for a, b in crop_info["bbox"])] = cropped
+    return out
 
 
 # ----------------------------------------------------------------------------------------------

@@ -186,6 +186,14 @@ def test_brats_flip_lesion_alignment_and_test_layout(brats_root, tmp_path):
     assert 15 <= lesion.sum() <= 45
     info = json.loads((dataset_dir / "crop_info" / f"{case}.json").read_text())
     assert info["flip_axis"] == 1 and "resample_scale" not in info
+    # the crop info undoes everything: the lesion maps back onto the input grid (CRADL comparison)
+    back = conversion.undo_brain_crop(lesion.astype(np.uint8), info, order=0).astype(bool)
+    original = np.asarray(nib.load(str(brats_root / "HGG" / case / f"{case}_seg.nii.gz")).dataobj) != 0
+    assert back.shape == original.shape
+    dice = 2 * (back & original).sum() / (back.sum() + original.sum())
+    assert dice > 0.6, dice
+    with pytest.raises(ValueError, match="output_shape"):
+        conversion.undo_brain_crop(np.zeros((3, 3, 3)), info)
 
 
 def _isles_case(root: Path, number: int, rng, with_ot=True):
