@@ -25,6 +25,7 @@ from pathlib import Path
 from nnunet_anomaly.conversion import (
     Case,
     add_common_arguments,
+    brain_channel_names,
     convert_brain_subject,
     dataset_folder_name,
     finish_run,
@@ -97,11 +98,11 @@ def convert(input_root, output_root, *, with_t1: bool = False, num_processes: in
     dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
     cases = build_cases(input_root, dataset_dir, with_t1=with_t1)
     summary = run_cases(cases, num_processes, desc="HCP")
-    channels = {0: "T2", 1: "T1"} if with_t1 else {0: "T2"}
+    channels, modalities = brain_channel_names(with_t1)
     num_training = len(list((dataset_dir / "labelsTr").glob("*.nii.gz")))
     write_dataset_json(
         dataset_dir, channel_names=channels, labels={"background": 0, "brain": 1}, num_training=num_training,
-        file_ending=".nii.gz",
+        file_ending=".nii.gz", modalities=modalities,
         description="HCP young-adult T2 (+T1) acpc_dc_restore_brain, healthy; 0.7 mm -> 1 mm (edge-preserving), "
                     "z-scored in the brain, cropped to the brain, padded to even, downsampled x2 (2 mm).",
         label_meaning="1 = brain mask (healthy training data carry no anomaly label; nnU-Net needs a non-empty "

@@ -22,6 +22,7 @@ from pathlib import Path
 from nnunet_anomaly.conversion import (
     Case,
     add_common_arguments,
+    brain_channel_names,
     convert_brain_subject,
     dataset_folder_name,
     finish_run,
@@ -83,8 +84,9 @@ def convert(input_root, output_root, *, with_t1: bool = False, num_processes: in
     """Convert every case; return ``(RunSummary, dataset folder)``. Resumable."""
     dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
     summary = run_cases(build_cases(input_root, dataset_dir, with_t1=with_t1), num_processes, desc="BraTS 2017")
+    channels, modalities = brain_channel_names(with_t1)
     write_dataset_json(
-        dataset_dir, channel_names={0: "T2", 1: "T1"} if with_t1 else {0: "T2"},
+        dataset_dir, channel_names=channels, modalities=modalities,
         labels={"background": 0, "tumour": 1}, num_training=0, file_ending=".nii.gz",
         description="BraTS 2017 HGG+LGG as an anomaly-localisation TEST set (numTraining 0, no imagesTr): "
                     "predict imagesTs with the Dataset501_HCP models. Preprocessed like HCP (z-score in brain, "

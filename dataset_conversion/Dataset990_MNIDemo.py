@@ -349,7 +349,8 @@ def build_demo_dataset(raw_root, dataset_id: int = DEFAULT_DATASET_ID, *, seed: 
 
     write_dataset_json(
         dataset_dir,
-        channel_names={0: "T1"},
+        channel_names={0: "noNorm"},  # z-scored in the brain already (see conversion.brain_channel_names)
+        modalities={"0": "T1"},
         labels={"background": 0, "brain": 1},
         num_training=num_training,
         file_ending=".nii.gz",

@@ -740,6 +740,23 @@ def run_cases(cases: Sequence[Case], num_processes: int = 1, *, desc: str = "con
     return summary
 
 
+def brain_channel_names(with_t1: bool) -> tuple[dict[int, str], dict[str, str]]:
+    """nnU-Net ``channel_names`` and our ``modalities`` entry for converted brain data.
+
+    The conversion already z-scores inside the brain with a zero background, as the paper does. Naming the
+    channels ``noNorm`` stops nnU-Net from z-scoring a second time (over the background too, when the brain
+    fills most of the cropped box), so the network sees the paper's intensities; ``modalities`` records
+    which contrast each channel is.
+
+    Examples
+    --------
+    >>> brain_channel_names(with_t1=True)
+    ({0: 'noNorm', 1: 'noNorm'}, {'0': 'T2', '1': 'T1'})
+    """
+    modalities = ["T2", "T1"][: 2 if with_t1 else 1]
+    return {i: "noNorm" for i in range(len(modalities))}, {str(i): m for i, m in enumerate(modalities)}
+
+
 def write_dataset_json(
     dataset_dir: Path,
     *,

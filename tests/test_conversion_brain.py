@@ -82,7 +82,8 @@ def test_hcp_geometry_intensity_and_masks(hcp_root, tmp_path):
     assert _hash_tree(hcp_root) == before  # the source is untouched
 
     meta = json.loads((dataset_dir / "dataset.json").read_text())
-    assert meta["channel_names"] == {"0": "T2", "1": "T1"} and meta["numTraining"] == 2
+    assert meta["channel_names"] == {"0": "noNorm", "1": "noNorm"} and meta["numTraining"] == 2
+    assert meta["modalities"] == {"0": "T2", "1": "T1"}
     assert meta["labels"] == {"background": 0, "brain": 1} and "brain mask" in meta["label_meaning"]
 
     t2_img = nib.load(str(dataset_dir / "imagesTr" / "HCP_100307_0000.nii.gz"))
@@ -169,7 +170,7 @@ def test_brats_flip_lesion_alignment_and_test_layout(brats_root, tmp_path):
     assert _hash_tree(brats_root) == before
     assert not (dataset_dir / "imagesTr").exists()
     meta = json.loads((dataset_dir / "dataset.json").read_text())
-    assert meta["numTraining"] == 0 and meta["labels"]["tumour"] == 1 and meta["channel_names"] == {"0": "T2"}
+    assert meta["numTraining"] == 0 and meta["labels"]["tumour"] == 1 and meta["channel_names"] == {"0": "noNorm"} and meta["modalities"] == {"0": "T2"}
 
     case = "Brats17_2013_10_1"
     img = nib.load(str(dataset_dir / "imagesTs" / f"{case}_0000.nii.gz"))
