@@ -264,13 +264,15 @@ class Workspace:
                         shutil.rmtree(folder) if Path(folder).is_dir() else Path(folder).unlink()
                 (self.logs / f"{step.name}.log").unlink(missing_ok=True)
                 self.commands.pop(step.name, None)
-                started = time.monotonic()
+                started, cpu_before = time.monotonic(), _children_cpu_seconds()
                 step.action(self)
                 seconds = time.monotonic() - started
+                cpu_seconds = _children_cpu_seconds() - cpu_before
                 missing = [self.rel(p) for p in step.outputs if not Path(p).exists()]
                 if missing:
                     raise StepFailed(f"step {step.name!r} finished but did not produce {', '.join(missing)}")
                 write_json(self.stamp_path(step), {"step": step.name, "seconds": round(seconds, 1),
+                                                   "cpu_seconds_of_commands": round(cpu_seconds, 1),
                                                    "finished": _now(), "commands": self.commands.get(step.name, [])})
                 tqdm.write(f"{prefix}: done in {_duration(seconds)}")
                 bar.update(1)
@@ -280,11 +282,13 @@ class Workspace:
         if stamp.get("commands"):
             self.commands[step.name] = list(stamp["commands"])
 
-    def step_seconds(self) -> dict[str, float]:
+    def step_seconds(self) -> dict[str, tuple[float, float]]:
+        """Wall-clock and tools' CPU seconds of every finished step, from the stamps."""
         out = {}
         for path in sorted((self.state / "stamps").glob("*.json")):
             stamp = json.loads(path.read_text())
-            out[stamp["step"]] = float(stamp.get("seconds", float("nan")))
+            out[stamp["step"]] = (float(stamp.get("seconds", float("nan"))),
+                                  float(stamp.get("cpu_seconds_of_commands", float("nan"))))
         return out
 
 
@@ -299,6 +303,14 @@ def _shell_word(text: str) -> str:
     if re.fullmatch(r"[\w$./=:,@+%-]+", text):
         return text
     return '"' + re.sub(r'(["\\`])', r"\\\1", text) + '"'
+
+
+def _children_cpu_seconds() -> float:
+    """User + system CPU time of the finished child processes (the tools), to compare machines fairly."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _now() -> str:
@@ -804,7 +816,15 @@ def write_report(ws: Workspace) -> Path:
     if montage:
         md += ["![task montage](figures/demo_tasks_3d.png)", ""]
 
-    md += ["## Time per step", "", _table(["step", "seconds"], [[k, f"{v:.0f}"] for k, v in seconds.items()]), ""]
+    order = [step.name for step in demo_steps(ws)]
+    rows = [[name, f"{seconds[name][0]:.0f}", f"{seconds[name][1]:.0f}"] for name in order if name in seconds]
+    total_wall = sum(v[0] for v in seconds.values())
+    total_cpu = sum(v[1] for v in seconds.values())
+    md += ["## Time per step", "",
+           "Wall-clock seconds of this run, and CPU seconds (user + system) used by the step's commands "
+           "(a machine-independent measure of the work; a shared machine inflates wall-clock time).", "",
+           _table(["step", "wall s", "CPU s"], [*rows, ["**total** (before the report)", f"{total_wall:.0f}",
+                                                        f"{total_cpu:.0f}"]]), ""]
     text = "\n".join(md) + "\n"
     write_text(report_dir / "report.md", text)
     return report_dir / "report.md"
