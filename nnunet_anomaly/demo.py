@@ -28,6 +28,7 @@ import os
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -464,6 +465,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--verbose", action="store_true", help="also stream every tool's output to the terminal")
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def _resolve_device(device: str) -> str:
     if device != "auto":
         return device
@@ -481,11 +486,14 @@ def run(args: argparse.Namespace) -> int:
     ws.workdir.mkdir(parents=True, exist_ok=True)
     print(f"nnunet_anomaly demo ({settings.name}): working folder {ws.workdir}, device {device}")
     started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` is handled like Ctrl-C
     try:
         ws.run_steps(demo_steps(ws))
     except StepFailed as error:
         print(f"nnunet_anomaly demo: FAILED: {error}", file=sys.stderr)
         return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     report = ws.workdir / "report" / "report.md"
     print(f"demo finished in {_duration(time.monotonic() - started)}: report at {report}")
     return 0

@@ -70,6 +70,36 @@ def test_interrupted_step_leaves_no_stamp_and_restarts_clean(tmp_path):
     assert ws.stamp_path(interrupted).exists()
 
 
+def test_kill_stops_the_running_tool_and_leaves_no_stamp(tmp_path):
+    """SIGTERM (like Ctrl-C) stops the tool the step is running; the step gets no stamp."""
+    import signal
+    import time
+
+    pid_file = tmp_path / "tool.pid"
+    script = (
+        "import signal, sys\n"
+        "from pathlib import Path\n"
+        "from nnunet_anomaly import demo\n"
+        f"ws = demo.Workspace({str(tmp_path)!r}, demo.QUICK)\n"
+        "signal.signal(signal.SIGTERM, demo._interrupt)\n"
+        "tool = 'import os, time; open(%r, \"w\").write(str(os.getpid())); time.sleep(120)' % "
+        f"{str(pid_file)!r}\n"
+        "step = demo.Step('slow', 'slow', (), (Path('never'),), lambda ws: ws.command('slow', [sys.executable, '-c', tool]))\n"
+        "ws.run_steps([step])\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while not (pid_file.is_file() and pid_file.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert pid_file.is_file(), process.stderr.read().decode()[-2000:] if process.poll() is not None else "no tool started"
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) != 0
+    tool_pid = int(pid_file.read_text())
+    with pytest.raises(ProcessLookupError):
+        os.kill(tool_pid, 0)  # the tool is gone (and was reaped)
+    assert not (tmp_path / ".demo" / "stamps" / "slow.json").exists()
+
+
 def test_other_settings_in_the_same_workdir_are_refused(tmp_path):
     Workspace(tmp_path, QUICK).run_steps([])
     with pytest.raises(ValueError, match="other settings"):

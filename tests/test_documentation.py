@@ -23,6 +23,7 @@ import re
 import runpy
 import shlex
 import sys
+import types
 from pathlib import Path
 from typing import NamedTuple
 
@@ -85,7 +86,10 @@ def _python_files():
 def test_python_blocks_run(path, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace = {"__name__": "__docs__"}
+    # a real module, so that dataclasses and pickling in the examples find their module
+    module = types.ModuleType("docs_" + re.sub(r"\W", "_", path.stem))
+    monkeypatch.setitem(sys.modules, module.__name__, module)
+    namespace = module.__dict__
     for block in code_blocks(path):
         if block.language != "python" or block.skip_reason is not None:
             continue
@@ -261,7 +265,7 @@ def validate_command(argv: list[str]) -> str | None:
     stderr = io.StringIO()
     try:
         with _parse_only(tool, args), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
-            run()
+            returned = run()
     except _Parsed:
         return None
     except SystemExit as exit_:
@@ -270,6 +274,10 @@ def validate_command(argv: list[str]) -> str | None:
         return f"exit status {exit_.code}: {stderr.getvalue().strip().splitlines()[-1:] or ''}"
     except Exception as error:  # noqa: BLE001 - report whatever the tool raised while parsing
         return f"{type(error).__name__}: {error}"
+    if isinstance(returned, int) and not isinstance(returned, bool) and returned != 0:
+        return f"exit status {returned}: {stderr.getvalue().strip().splitlines()[-1:] or ''}"
+    if returned in (0, None) and set(args) & {"-h", "--help", "-V", "--version"}:
+        return None  # a usage text printed without argparse (`nnunet_anomaly --help`)
     return "the tool returned without parsing any argument (is it a command-line tool?)"
 
 
@@ -294,6 +302,8 @@ def test_validator_catches_a_bad_flag():
     assert validate_command(["nnunet_anomaly", "evaluate", "--no-such-flag"]) is not None
     assert validate_command(["nnUNetv2_train", "1", "3d_fullres", "0", "--no-such-flag"]) is not None
     assert validate_command(["make", "no-such-target"]) is not None
+    assert validate_command(["nnunet_anomaly", "no-such-verb"]) is not None
+    assert validate_command(["python", "-m", "nnunet_anomaly", "show-tasks", "--setting", "4d"]) is not None
     assert validate_command(["nnUNetv2_predict", "-i", "IN", "-o", "OUT", "-d", "1", "-c", "3d_fullres", "-f", "0"]) is None
 
 
