@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from nnunet_anomaly.nnunet.planning import PRESETS, add_configuration, add_preset, configuration_entry, main
+from nnunet_anomaly.nnunet.planning import PRESETS, add_configuration, add_preset, main
 
 
 def _plans(tmp_path):

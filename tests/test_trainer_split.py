@@ -5,7 +5,7 @@ import json
 import pytest
 
 from nnunet_anomaly.folds import fold_split, num_folds
-from nnunet_anomaly.nnunet.trainer import as_single_sigmoid_head, check_fold, task_fold_partition
+from nnunet_anomaly.nnunet.trainer import as_single_sigmoid_head, check_fold
 from nnunet_anomaly.trainers import (AnomalyTaskTrainer, AnomalyTaskTrainer_T2, AnomalyTaskTrainer_T3,
                                      AnomalyTaskTrainer_T4)
 

@@ -500,7 +500,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-        from nnunet_anomaly._io import atomic_path, write_json
+        from nnunet_anomaly._io import write_json
 
         self.set_deep_supervision_enabled(False)
         self.network.eval()
@@ -520,9 +520,40 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
         out_folder = os.path.join(self.output_folder, 'validation')
         os.makedirs(out_folder, exist_ok=True)
-        options = self._task_options()
         scores, targets = {}, {}
-        for case in cases[rank::world]:
+        # like nnU-Net's predictor: at most nnUNet_def_n_proc torch threads on the CPU
+        from nnunetv2.configuration import default_num_processes
+        threads = torch.get_num_threads()
+        torch.set_num_threads(max(1, min(threads, default_num_processes)))
+        try:
+            self._predict_validation_cases(cases[rank::world], predictor, val_pool, inter_pool, out_folder,
+                                           save_probabilities, scores, targets)
+        finally:
+            torch.set_num_threads(threads)
+        if self.is_ddp:
+            scores, targets = gather_scores(scores, targets, world, dist.all_gather_object)
+        if self.local_rank == 0:
+            summary = summarise(scores, targets, self.val_task_names)
+            summary.update({
+                "description": "pixel AP and AUROC of the full synthetic validation images (validation tasks "
+                               "applied to the validation partition with a fixed seed), in preprocessed space",
+                "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
+                "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
+                "test_time_mirroring": bool(self.final_validation_mirroring),
+            })
+            write_json(os.path.join(out_folder, 'summary.json'), _json_safe(summary))
+            self.print_to_log_file(f"Synthetic validation: pooled AP {summary['pooled']['ap']:.4f}, "
+                                   f"AUROC {summary['pooled']['auroc']:.4f}", also_print_to_console=True)
+        self.set_deep_supervision_enabled(True)
+        compute_gaussian.cache_clear()
+
+    def _predict_validation_cases(self, cases, predictor, val_pool, inter_pool, out_folder, save_probabilities,
+                                  scores, targets):
+        """Apply each validation task to each full case, predict it, and collect scores and targets."""
+        from nnunet_anomaly._io import atomic_path
+
+        options = self._task_options()
+        for case in cases:
             data, seg = val_pool.load(case)
             for task in self.val_task_names:
                 seed = pair_seed(self.validation_seed, case, task)
@@ -545,22 +576,6 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                     with atomic_path(os.path.join(out_folder, f"{case}__{task}.npz")) as tmp:
                         np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16),
                                             anomaly_mask=mask, image=anomalous.astype(np.float16))
-        if self.is_ddp:
-            scores, targets = gather_scores(scores, targets, world, dist.all_gather_object)
-        if self.local_rank == 0:
-            summary = summarise(scores, targets, self.val_task_names)
-            summary.update({
-                "description": "pixel AP and AUROC of the full synthetic validation images (validation tasks "
-                               "applied to the validation partition with a fixed seed), in preprocessed space",
-                "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
-                "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
-                "test_time_mirroring": bool(self.final_validation_mirroring),
-            })
-            write_json(os.path.join(out_folder, 'summary.json'), _json_safe(summary))
-            self.print_to_log_file(f"Synthetic validation: pooled AP {summary['pooled']['ap']:.4f}, "
-                                   f"AUROC {summary['pooled']['auroc']:.4f}", also_print_to_console=True)
-        self.set_deep_supervision_enabled(True)
-        compute_gaussian.cache_clear()
 
 
 def _json_safe(value):
