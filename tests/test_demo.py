@@ -241,3 +241,56 @@ def test_quick_demo_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-2000:]
     steps = demo.demo_steps(Workspace(workdir, QUICK))
     assert again.stdout.count("done earlier, reused") + again.stderr.count("done earlier, reused") == len(steps)
+
+
+# ------------------------------------------------------------------------------------------ real lesions
+def _head_with_lesion(rng, shape=(16, 64, 64)):
+    """A head-like (z, y, x) volume: bright scalp, dark skull, textured brain, a bright lesion."""
+    grid = np.indices(shape).astype(np.float32)
+    centre = (np.array(shape) - 1) / 2
+    r = np.sqrt(((grid[0] - centre[0]) / (shape[0] / 2)) ** 2 + ((grid[1] - centre[1]) / 30) ** 2
+                + ((grid[2] - centre[2]) / 30) ** 2)
+    volume = np.where(r < 1.0, 900.0, 0.0) + np.where(r < 0.85, -800.0, 0.0) + np.where(r < 0.75, 500.0, 0.0)
+    volume += np.where(r < 0.75, 40 * rng.normal(size=shape), 0)
+    lesion = ((grid[0] - centre[0]) ** 2 / 4 + (grid[1] - 36) ** 2 / 36 + (grid[2] - 28) ** 2 / 36) < 1
+    volume[lesion] += 700
+    return volume.astype(np.int16), lesion.astype(np.int32)
+
+
+def test_real_lesions_found_in_the_cached_sdist_and_prepared(tmp_path):
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    staging = tmp_path / "staging" / "pyradiomics_bhklab-3.1.4" / "data"
+    staging.mkdir(parents=True)
+    for case in ("brain1", "brain2"):
+        volume, lesion = _head_with_lesion(rng)
+        for array, kind in ((volume, "image"), (lesion, "label")):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((1.0, 1.0, 3.0))
+            image.SetDirection((1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # LAS, like the real files
+            sitk.WriteImage(image, str(staging / f"{case}_{kind}.nrrd"))
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    with tarfile.open(cache / "pyradiomics_bhklab-3.1.4.tar.gz", "w:gz") as tar:
+        tar.add(tmp_path / "staging" / "pyradiomics_bhklab-3.1.4", arcname="pyradiomics_bhklab-3.1.4")
+    assert demo.find_real_lesions(tmp_path / "absent") is None
+    assert demo.find_real_lesions(tmp_path / "staging" / "pyradiomics_bhklab-3.1.4" / "data" / "..") is not None
+    sources = demo.find_real_lesions(cache)
+    assert set(sources) == {"brain1", "brain2"}
+    before = _digest(cache)
+    records = demo.prepare_real_lesions(sources, tmp_path / "out")
+    assert _digest(cache) == before
+    for record in records:
+        image = sitk.ReadImage(str(tmp_path / "out" / "imagesTs" / f"{record['case']}_0000.nii.gz"))
+        label = sitk.ReadImage(str(tmp_path / "out" / "labelsTs" / f"{record['case']}.nii.gz"))
+        assert image.GetSpacing() == label.GetSpacing() == (4.0, 4.0, 4.0)
+        assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(image.GetDirection()) == "RAS"
+        array, mask = sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(label) > 0
+        assert mask.sum() == record["lesion_voxels"] > 0
+        brain = array != 0
+        assert abs(array[brain].mean()) < 1e-3 and abs(array[brain].std() - 1) < 1e-2  # z-scored in the brain
+        assert array[mask].mean() > array[brain & ~mask].mean() + 1  # the lesion stays bright
+        # the crude mask peeled the scalp: far fewer voxels than the whole head at 4 mm
+        head_voxels = np.pi * 4 / 3 * (30 / 4) ** 2 * (16 * 3 / 2 / 4)
+        assert brain.sum() < 0.7 * head_voxels
