@@ -168,6 +168,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     paper_peak_lr_2d = 5e-3
     #: stop when the EMA of the validation AP has not improved for this many optimiser steps.
     early_stopping_patience_steps = None
+    #: torch threads on a CPU device (None keeps nnU-Net's choice, one per core). Small networks on
+    #: busy cores run far faster single-threaded (measured 0.21 vs 2.4 s/it on a loaded 2-core machine).
+    cpu_threads = None
 
     def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
                  device: torch.device = torch.device('cuda')):
@@ -187,6 +190,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         if self.paper_schedule:
             self.initial_lr = self.paper_peak_lr_3d if self.spatial_dims == 3 else self.paper_peak_lr_2d
             self.weight_decay = 0.0
+        if self.cpu_threads is not None and self.device.type == 'cpu':
+            torch.set_num_threads(int(self.cpu_threads))
         self._global_step = 0
         self._validation_samples: List[ValidationSample] = []
         self.print_to_log_file(f"{type(self).__name__}: fold {fold} trains on tasks {self.train_task_names} "
