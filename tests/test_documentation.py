@@ -319,9 +319,10 @@ def _demo_commands(tmp_path) -> list[list[str]]:
             recorded.append([str(a) for a in argv])
 
     for settings in (demo.DEMO, demo.QUICK):
-        ws = Recorder(tmp_path / settings.name, settings, device="cpu")
+        # with real lesions present, so that their prediction and evaluation commands are checked too
+        ws = Recorder(tmp_path / settings.name, settings, device="cpu", real_lesion_sources={"brain1": None})
         for step in demo.demo_steps(ws):
-            if step.name in ("synthetic_test", "report"):
+            if step.name in ("synthetic_test", "real_lesions", "report"):
                 continue  # in-process Python, not a command
             step.action(ws)
     for argv in recorded:
