@@ -99,3 +99,44 @@ def test_every_trainer_is_exported():
             "AnomalyTaskTrainer_nnUNetDA", "AnomalyTaskTrainer_PosEnc", "AnomalyTaskTrainer_paper"} <= exported
     for a, b in itertools.combinations(sorted(exported), 2):
         assert a != b
+
+
+def test_subclass_init_with_star_args_breaks_nnunet_so_use_class_attributes():
+    """nnU-Net builds my_init_kwargs from the __init__ signature: *args/**kwargs raise KeyError."""
+    class Broken(AnomalyTaskTrainer):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(KeyError):
+        Broken(plans={"continue_training": False}, configuration="3d_fullres", fold=0, dataset_json={})
+
+
+def test_task_substitutions_and_init_settings(tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setenv("nnUNet_results", str(tmp_path / "results"))
+    monkeypatch.setenv("nnUNet_preprocessed", str(tmp_path / "preprocessed"))
+    architecture = {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                    "arch_kwargs": {"n_stages": 2}, "_kw_requires_import": []}
+    plans = {"dataset_name": "Dataset999_Toy", "plans_name": "nnUNetPlans", "image_reader_writer": "SimpleITKIO",
+             "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2], "continue_training": False,
+             "configurations": {"3d_fullres": {"data_identifier": "nnUNetPlans_3d_fullres", "patch_size": [16, 16, 16],
+                                               "batch_size": 2, "spacing": [1, 1, 1], "architecture": architecture}}}
+    dataset_json = {"labels": {"background": 0, "brain": 1}, "channel_names": {"0": "T1"}, "file_ending": ".nii.gz"}
+
+    class AnomalyTaskTrainer_swapped(AnomalyTaskTrainer):
+        task_substitutions = {"smooth_intensity": "local_blur"}
+        cpu_threads = 1
+        epochs = 3
+
+    threads = torch.get_num_threads()
+    try:
+        trainer = AnomalyTaskTrainer_swapped(plans=plans, configuration="3d_fullres", fold=4,
+                                             dataset_json=dataset_json, device=torch.device("cpu"))
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+    assert trainer.train_task_names == ["local_blur"]
+    assert trainer.val_task_names == ["intra_blend", "inter_blend", "sink", "source"]
+    assert trainer.num_epochs == 3 and trainer.enable_deep_supervision
+    assert trainer.label_manager.num_segmentation_heads == 1 and trainer.label_manager.has_regions
+    assert dataset_json["labels"] == {"background": 0, "brain": 1}

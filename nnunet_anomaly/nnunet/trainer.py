@@ -135,6 +135,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
 
     #: number of training tasks T; the fold argument selects one of C(5, T) task combinations.
     num_train_tasks = 1
+    #: replace tasks by name, keeping their fold and data block, e.g. {"smooth_intensity": "local_blur"}
+    #: (the replacement must be registered with nnunet_anomaly.tasks in every DA worker).
+    task_substitutions: dict = {}
     #: loss on the single output channel (soft targets); wrapped in deep supervision when enabled.
     loss_class = SoftBCEWithLogitsLoss
     #: False: the reference's augmentation (3D: flip the left-right axis with p=0.5; 2D: none).
@@ -179,8 +182,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         super().__init__(plans, configuration, fold, as_single_sigmoid_head(dataset_json), device)
         self.logger.local_logger = AnomalyLocalLogger()
         from nnunet_anomaly.tasks import TASK_NAMES
-        self.train_task_names = [TASK_NAMES[i] for i in self.task_split.train_tasks]
-        self.val_task_names = [TASK_NAMES[i] for i in self.task_split.val_tasks]
+        swap = dict(self.task_substitutions)
+        self.train_task_names = [swap.get(TASK_NAMES[i], TASK_NAMES[i]) for i in self.task_split.train_tasks]
+        self.val_task_names = [swap.get(TASK_NAMES[i], TASK_NAMES[i]) for i in self.task_split.val_tasks]
         self.enable_deep_supervision = bool(self.deep_supervision)
         if self.epochs is not None:
             self.num_epochs = int(self.epochs)
