@@ -501,7 +501,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--real-lesions", default=".cache/real_lesions", metavar="DIR",
                         help="folder with the cached pyradiomics-bhklab 3.1.4 sdist (or its extracted data/), the "
                              "only real lesions installable offline; fetched once by the set-up step "
-                             f"`{REAL_LESION_FETCH}` (make real-lesions). Skipped with a message when absent. "
+                             f"`{REAL_LESION_FETCH}`. Skipped with a message when absent. "
                              "(default: .cache/real_lesions)")
 
 
@@ -878,7 +878,7 @@ def write_report(ws: Workspace) -> Path:
             "skull stripping than the training images), two cases, not a benchmark. See section 5."
             if real_cases else
             "* **Real lesions**: NONE in this run. The only real lesions that install offline (pyradiomics' "
-            f"`brain1`/`brain2`) were not found; fetch them once with `{REAL_LESION_FETCH}` (`make real-lesions`) "
+            f"`brain1`/`brain2`) were not found; fetch them once, at set-up, with `{REAL_LESION_FETCH}` "
             "and re-run the demo: only the new steps run."), ""]
 
     md += ["## 1. Data", "", commands("dataset"), "",
