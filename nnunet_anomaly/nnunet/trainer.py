@@ -2,20 +2,20 @@
 
 The trainer only connects library pieces to nnU-Net's hooks:
 
-==============================================  =================================================================
-nnU-Net hook                                     what it does here
-==============================================  =================================================================
-``__init__``                                     checks the fold, rewrites the labels to one sigmoid region
-``do_split``                                     task-fold partitions from nnU-Net's ``splits_final.json`` blocks
-``configure_rotation_dummyDA_mirroring...``      reference augmentation (left-right flip in 3D, none in 2D)
-``get_dataloaders``                              anomaly transform in the DA workers + the fixed validation set
-``_build_loss``                                  soft BCE (or MSE on probabilities) with deep supervision
-``validation_step`` / ``on_validation_epoch_end``  pooled and per-task pixel AP / AUROC, gathered under DDP
-``on_epoch_end``                                 EMA of the AP selects ``checkpoint_best.pth``
-``configure_optimizers`` / ``train_step``        optional paper schedule (AdamW, per-step warm-up/decay/floor)
-``run_training``                                 optional early stopping on the synthetic validation signal
-``perform_actual_validation``                    full-image synthetic validation -> ``validation/summary.json``
-==============================================  =================================================================
+================================================  ================================================================
+nnU-Net hook                                      what it does here
+================================================  ================================================================
+``__init__``                                      checks the fold, rewrites the labels to one sigmoid region
+``do_split``                                      task-fold partitions from nnU-Net's ``splits_final.json`` blocks
+``configure_rotation_dummyDA_mirroring...``       reference augmentation (left-right flip in 3D, none in 2D)
+``get_dataloaders``                               anomaly transform in the DA workers + the fixed validation set
+``_build_loss``                                   soft BCE (or MSE on probabilities) with deep supervision
+``validation_step``, ``on_validation_epoch_end``  pooled and per-task pixel AP / AUROC, gathered under DDP
+``on_epoch_end``                                  EMA of the AP selects ``checkpoint_best.pth``
+``configure_optimizers``, ``train_step``          optional paper schedule (AdamW, per-step warm-up/decay/floor)
+``run_training``                                  optional early stopping on the synthetic validation signal
+``perform_actual_validation``                     full-image synthetic validation -> ``validation/summary.json``
+================================================  ================================================================
 
 Settings are class attributes (nnU-Net rebuilds trainers from their class name, so a variant is a
 subclass that changes attributes; see ``trainers/``).
