@@ -12,6 +12,7 @@ AnomalyTaskTrainer_nnUNetDA     nnU-Net's full data augmentation
 AnomalyTaskTrainer_PosEnc       positional-encoding input channels inside the network
 AnomalyTaskTrainer_paper        AdamW + the reference's per-step LR schedule + early stopping
 AnomalyTaskTrainer_reference    paper optimisation + MSE + no deep supervision + positional encoding
+..._paper_T2/_T3/_T4            the paper optimisation with 2 / 3 / 4 training tasks (and ``_reference_T*``)
 AnomalyTaskTrainer_ci           1 epoch x 5 iterations, cheap validation (CI)
 AnomalyTaskTrainer_demo         sized for the offline demo on 2 CPU cores
 =============================  =======================================================================
@@ -20,11 +21,16 @@ from nnunet_anomaly.trainers.AnomalyTaskTrainer import (AnomalyTaskTrainer, Anom
                                                         AnomalyTaskTrainer_T3, AnomalyTaskTrainer_T4)
 from nnunet_anomaly.trainers.augmentation_variants import AnomalyTaskTrainer_nnUNetDA
 from nnunet_anomaly.trainers.loss_variants import AnomalyTaskTrainer_MSE
-from nnunet_anomaly.trainers.paper import AnomalyTaskTrainer_paper, AnomalyTaskTrainer_reference
+from nnunet_anomaly.trainers.paper import (AnomalyTaskTrainer_paper, AnomalyTaskTrainer_paper_T2,
+                                           AnomalyTaskTrainer_paper_T3, AnomalyTaskTrainer_paper_T4,
+                                           AnomalyTaskTrainer_reference, AnomalyTaskTrainer_reference_T2,
+                                           AnomalyTaskTrainer_reference_T3, AnomalyTaskTrainer_reference_T4)
 from nnunet_anomaly.trainers.positional_encoding import AnomalyTaskTrainer_PosEnc
 from nnunet_anomaly.trainers.short_runs import AnomalyTaskTrainer_ci, AnomalyTaskTrainer_demo
 
 __all__ = ["AnomalyTaskTrainer", "AnomalyTaskTrainer_T2", "AnomalyTaskTrainer_T3", "AnomalyTaskTrainer_T4",
            "AnomalyTaskTrainer_MSE", "AnomalyTaskTrainer_nnUNetDA", "AnomalyTaskTrainer_PosEnc",
-           "AnomalyTaskTrainer_paper", "AnomalyTaskTrainer_reference", "AnomalyTaskTrainer_ci",
+           "AnomalyTaskTrainer_paper", "AnomalyTaskTrainer_paper_T2", "AnomalyTaskTrainer_paper_T3",
+           "AnomalyTaskTrainer_paper_T4", "AnomalyTaskTrainer_reference", "AnomalyTaskTrainer_reference_T2",
+           "AnomalyTaskTrainer_reference_T3", "AnomalyTaskTrainer_reference_T4", "AnomalyTaskTrainer_ci",
            "AnomalyTaskTrainer_demo"]

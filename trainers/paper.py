@@ -22,3 +22,27 @@ class AnomalyTaskTrainer_reference(AnomalyTaskTrainer_PosEnc):
     early_stopping_patience_steps = 5000
     loss_class = SigmoidMSELoss
     deep_supervision = False
+
+
+class AnomalyTaskTrainer_paper_T2(AnomalyTaskTrainer_paper):
+    num_train_tasks = 2
+
+
+class AnomalyTaskTrainer_paper_T3(AnomalyTaskTrainer_paper):
+    num_train_tasks = 3
+
+
+class AnomalyTaskTrainer_paper_T4(AnomalyTaskTrainer_paper):
+    num_train_tasks = 4
+
+
+class AnomalyTaskTrainer_reference_T2(AnomalyTaskTrainer_reference):
+    num_train_tasks = 2
+
+
+class AnomalyTaskTrainer_reference_T3(AnomalyTaskTrainer_reference):
+    num_train_tasks = 3
+
+
+class AnomalyTaskTrainer_reference_T4(AnomalyTaskTrainer_reference):
+    num_train_tasks = 4
