@@ -106,3 +106,8 @@ def test_soft_downsampling_averages_exactly():
     assert levels[2].item() == pytest.approx((8 + 0.8) / 64)
     # nearest-neighbour (nnU-Net's default) would give a different, aliased value
     assert levels[2].item() not in (0.0, 1.0, 0.8)
+
+
+def test_repr_is_short():
+    text = repr(_transform())
+    assert text.startswith("SyntheticAnomalyTransform(tasks=") and "ArrayPool(2)" in text and len(text) < 300

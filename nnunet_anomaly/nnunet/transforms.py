@@ -138,6 +138,13 @@ class SyntheticAnomalyTransform(BasicTransform):
         state["_pid"] = None  # a child process starts its own stream
         return state
 
+    def __repr__(self):
+        # short: nnU-Net writes the transforms' repr into debug.json, and pools may hold arrays
+        pools = ", ".join(f"{name}={type(pool).__name__}({len(pool)})" for name, pool in
+                          (("intra_pool", self.intra_pool), ("inter_pool", self.inter_pool)) if pool is not None)
+        return (f"{type(self).__name__}(tasks={list(self.tasks)}, seed={self.seed}, p_anomaly={self.p_anomaly}"
+                + (f", {pools}" if pools else "") + ")")
+
 
 class SoftDownsampleForDSTransform(SegOnlyTransform):
     """Deep-supervision targets by area averaging (not nearest neighbour) of a float segmentation.

@@ -32,6 +32,10 @@ class ValidationSample(NamedTuple):
     mask: np.ndarray          # (*patch) bool anomaly mask (the metric's ground truth)
     scored: np.ndarray | None  # flat indices of the voxels that are scored (None: all)
 
+    def __repr__(self):  # short: nnU-Net writes trainer attributes into debug.json
+        return (f"ValidationSample(case={self.case!r}, task={self.task!r}, shape={tuple(self.image.shape)}, "
+                f"anomalous_voxels={int(self.mask.sum())})")
+
 
 def pair_seed(seed: int, case: str, task: str) -> np.random.SeedSequence:
     """The seed of one (case, task) pair: independent of the partition, the GPU count and the epoch.
