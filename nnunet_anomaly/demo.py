@@ -853,7 +853,7 @@ def write_report(ws: Workspace) -> Path:
         return "```bash\n" + "\n".join(lines) + "\n```" if lines else "_(no command recorded)_"
 
     seconds = ws.step_seconds()
-    md = [f"# nnunet-anomaly demo report ({s.name})", ""]
+    md = ["# nnunet-anomaly demo report" + (" (--quick)" if s.name == "quick" else ""), ""]
     md += [f"Generated {_now()} by `nnunet_anomaly demo{' --quick' if s.name == 'quick' else ''}`. "
            f"Trainer `{s.trainer}`, configuration `{s.configuration}`, folds {list(s.folds)} of T = 1 "
            f"(each fold model trains on ONE synthetic task and is validated on the other four), device `{ws.device}`. "
