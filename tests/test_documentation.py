@@ -9,8 +9,9 @@
     ``nnUNetv2_*``, ``make ...``) is parsed by that tool's real argument parser, without running the
     tool: ``argparse.ArgumentParser.parse_args`` is wrapped so that it parses and then stops the
     program. Placeholders (``$VAR``, ``${VAR}``, ``$(...)``, ``<name>``) become harmless values.
-(c) The commands the demo runs (``nnunet_anomaly demo``) are checked the same way, and every tool the
-    documentation uses is either run by the demo or by an end-to-end test.
+(c) The commands the demo runs (``nnunet_anomaly demo``) are checked the same way; quickstart.md shows
+    every command form the demo runs, with the same flags; and every tool the documentation uses is
+    run for real by the demo or by a named test.
 (d) Relative links between the documents point at files that exist.
 """
 from __future__ import annotations
@@ -356,6 +357,42 @@ def exercise_key(argv: list[str]) -> str | None:
         verb = next((a for a in rest if not a.startswith("-")), None)
         return f"nnunet_anomaly {verb}" if verb else tool
     return tool
+
+
+def _form(argv: list[str]) -> tuple[str, frozenset]:
+    """(what runs, the flags it is given): the 'command form' shared by the docs and the demo."""
+    key = exercise_key(argv) or ""
+    if "Dataset" in key and ("dataset_conversion" in key):
+        key = "conversion " + key.replace("/", ".").split(".")[-2 if key.endswith(".py") else -1]
+    if key == "nnunet_anomaly.nnunet.planning":
+        key += " " + next((a for a in argv[3:] if not a.startswith("-")), "")
+    if _is_python(argv[0]):
+        args = argv[3:] if argv[1] == "-m" else argv[2:]
+    else:
+        args = argv[1:]
+    flags = frozenset(a.split("=")[0] for a in args if re.match(r"^--?[A-Za-z]", a))
+    return key, flags
+
+
+#: flags the demo adds for its own bookkeeping (display names, quiet logs, a smaller training set)
+DEMO_ONLY_FLAGS = {"--names", "--test-set", "--quiet", "--no-figures", "--num-training", "--base"}
+
+
+def test_quickstart_mirrors_the_demo(tmp_path):
+    """Each command form the demo runs is documented in quickstart.md with the same flags."""
+    documented = {}
+    for block in code_blocks(DOCS / "quickstart.md"):
+        if block.language in SHELL_LANGUAGES:
+            for _, argv in shell_commands(block):
+                key, flags = _form(argv)
+                documented.setdefault(key, []).append(flags)
+    missing = []
+    for argv in _demo_commands(tmp_path):
+        key, flags = _form(argv)
+        needed = flags - DEMO_ONLY_FLAGS
+        if not any(needed <= doc_flags for doc_flags in documented.get(key, [])):
+            missing.append(f"{key} {sorted(needed)}")
+    assert not missing, "demo command forms not shown in quickstart.md: " + "; ".join(sorted(set(missing)))
 
 
 #: documented tools the demo does not run, and the test that runs them for real
