@@ -385,7 +385,7 @@ def _trainer_epochs(trainer: str) -> int | None:
         return None
 
 
-def _predict(name: str, folds: Sequence[int], inputs: str = "lesions") -> Callable[[Workspace], None]:
+def _predict(name: str, folds: Sequence[int], inputs: str = "lesions", step: str | None = None) -> Callable[[Workspace], None]:
     def action(ws: Workspace) -> None:
         s = ws.settings
         folder = {"lesions": ws.dataset_raw / "imagesTs", "synthetic": ws.workdir / "synthetic_test" / "imagesTs",
@@ -395,7 +395,7 @@ def _predict(name: str, folds: Sequence[int], inputs: str = "lesions") -> Callab
                 "--save_probabilities", "-npp", 0, "-nps", 0, "-device", ws.device]
         if s.disable_tta:
             argv.append("--disable_tta")
-        ws.command(f"predict_{name}", argv)
+        ws.command(step or f"predict_{name}", argv)
     return action
 
 
@@ -467,13 +467,14 @@ def demo_steps(ws: Workspace) -> list[Step]:
                  (real,), (real / "cases.json",), _real_lesions),
             Step("predict_real_lesions", "predict the real lesions with the ensemble",
                  (predictions / "real_lesions_ensemble",), (predictions / "real_lesions_ensemble",),
-                 _predict("real_lesions_ensemble", s.folds, inputs="real")),
+                 _predict("real_lesions_ensemble", s.folds, inputs="real", step="predict_real_lesions")),
             Step("evaluate_real_lesions", "evaluate the real lesions (nnunet_anomaly evaluate)",
                  (ws.workdir / "evaluation" / "real_lesions",),
                  (ws.workdir / "evaluation" / "real_lesions" / "results.json",), _evaluate_real_lesions),
         ]
     steps += [
-        Step("evaluate", "evaluate (nnunet_anomaly evaluate)", (ws.workdir / "evaluation",),
+        Step("evaluate", "evaluate (nnunet_anomaly evaluate)",
+             tuple(ws.workdir / "evaluation" / name for name in ("ensemble", "folds", "synthetic")),
              (ws.workdir / "evaluation" / "ensemble" / "results.json",
               ws.workdir / "evaluation" / "folds" / "results.json",
               ws.workdir / "evaluation" / "synthetic" / "results.json"), _evaluate),

@@ -100,6 +100,32 @@ def test_kill_stops_the_running_tool_and_leaves_no_stamp(tmp_path):
     assert not (tmp_path / ".demo" / "stamps" / "slow.json").exists()
 
 
+def test_steps_own_disjoint_folders_and_record_their_own_commands(tmp_path):
+    """Redoing one step must never delete another step's results; each command is filed under its step."""
+    class Recorder(Workspace):
+        def command(self, step, argv, **kwargs):
+            self.commands.setdefault(step, []).append(argv)
+
+    ws = Recorder(tmp_path, DEMO, device="cpu", real_lesion_sources={"brain1": None})
+    steps = demo.demo_steps(ws)
+    names = [step.name for step in steps]
+    assert len(set(names)) == len(names)
+    for step in steps:
+        if step.name not in ("synthetic_test", "real_lesions", "report"):  # in-process steps
+            step.action(ws)
+            assert step.name in ws.commands, f"step {step.name} filed its commands elsewhere: {sorted(ws.commands)}"
+    assert set(ws.commands) <= set(names)
+    for step in steps:
+        for other in steps:
+            if other is step:
+                continue
+            for owned in step.owned:
+                for path in (*other.owned, *other.outputs):
+                    path = Path(path)
+                    assert path != owned and owned not in path.parents, \
+                        f"redoing {step.name} would delete {other.name}'s {path}"
+
+
 def test_other_settings_in_the_same_workdir_are_refused(tmp_path):
     Workspace(tmp_path, QUICK).run_steps([])
     with pytest.raises(ValueError, match="other settings"):
