@@ -268,9 +268,12 @@ class Workspace:
         self.check_settings()
         with tqdm(total=len(steps), desc="demo", unit="step", position=0, leave=True,
                   bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}") as bar:
+            # a linear pipeline, like make: a step is reused only if no step before it was (re)done after it
+            latest = 0.0
             for index, step in enumerate(steps, 1):
                 prefix = f"[{index}/{len(steps)}] {step.title}"
-                if self.is_done(step):
+                if self.is_done(step) and self._stamp_time(step) >= latest:
+                    latest = max(latest, self._stamp_time(step))
                     self._load_commands(step)
                     tqdm.write(f"{prefix}: done earlier, reused")
                     bar.update(1)
@@ -288,11 +291,19 @@ class Workspace:
                 missing = [self.rel(p) for p in step.outputs if not Path(p).exists()]
                 if missing:
                     raise StepFailed(f"step {step.name!r} finished but did not produce {', '.join(missing)}")
-                write_json(self.stamp_path(step), {"step": step.name, "key": step.key, "seconds": round(seconds, 1),
+                latest = time.time()
+                write_json(self.stamp_path(step), {"step": step.name, "key": step.key, "finished_at": latest,
+                                                   "seconds": round(seconds, 1),
                                                    "cpu_seconds_of_commands": round(cpu_seconds, 1),
                                                    "finished": _now(), "commands": self.commands.get(step.name, [])})
                 tqdm.write(f"{prefix}: done in {_duration(seconds)}")
                 bar.update(1)
+
+    def _stamp_time(self, step: Step) -> float:
+        try:
+            return float(json.loads(self.stamp_path(step).read_text()).get("finished_at", 0.0))
+        except (OSError, ValueError):
+            return 0.0
 
     def _load_commands(self, step: Step) -> None:
         stamp = json.loads(self.stamp_path(step).read_text())

@@ -47,6 +47,12 @@ def test_finished_steps_are_reused(tmp_path):
     (tmp_path / "b" / "out.txt").unlink()
     ws.run_steps(steps)
     assert calls == ["a", "b", "b"]
+    # redoing an earlier step makes every later step stale (their inputs changed)
+    (tmp_path / "a" / "out.txt").unlink()
+    ws.run_steps(steps)
+    assert calls == ["a", "b", "b", "a", "b"]
+    ws.run_steps(steps)
+    assert calls == ["a", "b", "b", "a", "b"]
 
 
 def test_interrupted_step_leaves_no_stamp_and_restarts_clean(tmp_path):
