@@ -25,6 +25,7 @@ import runpy
 import shlex
 import sys
 import types
+import warnings
 from pathlib import Path
 from typing import NamedTuple
 
@@ -265,7 +266,9 @@ def validate_command(argv: list[str]) -> str | None:
         run = entry.load()
     stderr = io.StringIO()
     try:
-        with _parse_only(tool, args), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()):
+        with _parse_only(tool, args), contextlib.redirect_stderr(stderr), contextlib.redirect_stdout(io.StringIO()), \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # runpy: "found in sys.modules" on a re-run
             returned = run()
     except _Parsed:
         return None
