@@ -1,11 +1,11 @@
 """Seconds per iteration of AnomalyTaskTrainer against plain nnUNetTrainer at the same configuration.
 
 Both trainers are built in one process on the same preprocessed dataset, plans, configuration and
-fold (nnU-Net fold 0 and task fold 0 train on the same four data blocks), then run alternately in
-rounds (A B, B A, A B, ...) so that a change in machine load hits both. Every iteration is split into
-the time blocked in ``next(dataloader)`` (data loading and augmentation, including our synthetic
-anomalies) and ``train_step`` (forward, backward, optimiser). The first ``--warmup`` iterations of
-each trainer are dropped.
+fold (nnU-Net fold 0 and task fold 0 train on the same four data blocks), then run alternately, one
+iteration each by default (A B, B A, A B, ...), so that a change in machine load hits both alike.
+Every iteration is split into the time blocked in ``next(dataloader)`` (data loading and
+augmentation, including our synthetic anomalies) and ``train_step`` (forward, backward, optimiser);
+the process CPU time is recorded too. The first ``--warmup`` iterations of each trainer are dropped.
 
 By default a small dataset is written from the bundled real anatomy (MNI152 2 mm brain for 3D, the
 pydicom-data chest radiograph for 2D; no download), planned with nnU-Net and given a benchmark
@@ -115,16 +115,18 @@ def _build_trainer(trainer_name: str, dataset: str, configuration: str, device):
     return trainer
 
 
-def _time_iterations(trainer, iterations: int) -> tuple[list, list]:
-    data_s, step_s = [], []
+def _time_iterations(trainer, iterations: int) -> tuple[list, list, list]:
+    """Wall time in ``next(dataloader)`` and in ``train_step``, and the process CPU time, per iteration."""
+    data_s, step_s, cpu_s = [], [], []
     for _ in range(iterations):
-        start = time.perf_counter()
+        cpu_start, start = time.process_time(), time.perf_counter()
         batch = next(trainer.dataloader_train)
         loaded = time.perf_counter()
         trainer.train_step(batch)  # returns the loss on the CPU, so CUDA work has finished
         data_s.append(loaded - start)
         step_s.append(time.perf_counter() - loaded)
-    return data_s, step_s
+        cpu_s.append(time.process_time() - cpu_start)
+    return data_s, step_s, cpu_s
 
 
 def benchmark(dataset: str, configuration: str, trainers: list[str], *, iterations: int, rounds: int,
@@ -133,14 +135,13 @@ def benchmark(dataset: str, configuration: str, trainers: list[str], *, iteratio
     import torch
 
     built = {name: _build_trainer(name, dataset, configuration, torch.device(device)) for name in trainers}
-    times = {name: {"data_s": [], "step_s": []} for name in trainers}
+    times = {name: {"data_s": [], "step_s": [], "cpu_s": []} for name in trainers}
     for name, trainer in built.items():  # warm-up (first iterations allocate, fill caches, start workers)
         _time_iterations(trainer, warmup)
     for r in range(rounds):
         for name in (trainers if r % 2 == 0 else trainers[::-1]):
-            data_s, step_s = _time_iterations(built[name], iterations)
-            times[name]["data_s"] += data_s
-            times[name]["step_s"] += step_s
+            for key, values in zip(("data_s", "step_s", "cpu_s"), _time_iterations(built[name], iterations)):
+                times[name][key] += values
     for trainer in built.values():
         for loader in (trainer.dataloader_train, trainer.dataloader_val):
             if hasattr(loader, "_finish"):
@@ -149,24 +150,45 @@ def benchmark(dataset: str, configuration: str, trainers: list[str], *, iteratio
 
 
 def summarise(times: dict, reference: str) -> list[dict]:
+    """Means, medians, data share and ratios to `reference`.
+
+    ``paired_ratio`` is the median over iterations of (this trainer's i-th iteration / the reference's
+    i-th iteration): neighbouring iterations share the machine's load, so it resists load changes.
+    ``cpu_ratio`` compares process CPU time, which does not count time spent waiting for the CPU.
+    """
+    ref_wall = np.add(times[reference]["data_s"], times[reference]["step_s"])
+    ref_cpu = float(np.mean(times[reference]["cpu_s"]))
     rows = []
-    ref_total = float(np.mean(np.add(times[reference]["data_s"], times[reference]["step_s"])))
     for name, t in times.items():
+        wall = np.add(t["data_s"], t["step_s"])
         data, step = float(np.mean(t["data_s"])), float(np.mean(t["step_s"]))
-        total = data + step
-        rows.append(dict(trainer=name, s_per_it=total, data_s=data, step_s=step, data_share=data / total,
-                         median_s_per_it=float(np.median(np.add(t["data_s"], t["step_s"]))),
-                         ratio=total / ref_total, n=len(t["data_s"])))
+        cpu = float(np.mean(t["cpu_s"]))
+        rows.append(dict(trainer=name, s_per_it=data + step, median_s_per_it=float(np.median(wall)), data_s=data,
+                         step_s=step, data_share=data / (data + step), ratio=(data + step) / float(np.mean(ref_wall)),
+                         paired_ratio=float(np.median(wall / ref_wall)), cpu_s_per_it=cpu, cpu_ratio=cpu / ref_cpu,
+                         n=len(wall)))
     return rows
 
 
 def markdown(rows: list[dict], title: str) -> str:
     lines = [f"**{title}**", "", "| trainer | s/it (mean) | s/it (median) | data s/it | step s/it | data share "
-             "| vs nnUNetTrainer | iterations |", "|---|---|---|---|---|---|---|---|"]
+             "| ratio of means | paired median ratio | CPU s/it | CPU-time ratio | iterations |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['trainer']} | {r['s_per_it']:.3f} | {r['median_s_per_it']:.3f} | {r['data_s']:.3f} | "
-                     f"{r['step_s']:.3f} | {100 * r['data_share']:.0f}% | {r['ratio']:.2f}x | {r['n']} |")
+                     f"{r['step_s']:.3f} | {100 * r['data_share']:.1f}% | {r['ratio']:.2f}x | "
+                     f"{r['paired_ratio']:.2f}x | {r['cpu_s_per_it']:.3f} | {r['cpu_ratio']:.2f}x | {r['n']} |")
     return "\n".join(lines)
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores)"
 
 
 def main(argv=None) -> int:
@@ -178,8 +200,8 @@ def main(argv=None) -> int:
                         "added to the built-in dataset (3d_paper / 2d_paper: the paper's patch, batch and stages)")
     parser.add_argument("--trainers", nargs="+", default=["AnomalyTaskTrainer", "nnUNetTrainer"],
                         help="trainer names; the last one is the reference of the ratio")
-    parser.add_argument("--iterations", type=int, default=10, help="iterations per trainer per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--iterations", type=int, default=1, help="iterations per trainer per round")
+    parser.add_argument("--rounds", type=int, default=30, help="rounds; the trainer order reverses every round")
     parser.add_argument("--warmup", type=int, default=3, help="untimed iterations per trainer before round 1")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--da-workers", type=int, default=0, help="nnUNet_n_proc_DA (0: load in this process)")
@@ -211,7 +233,7 @@ def main(argv=None) -> int:
     import torch
     if args.threads:
         torch.set_num_threads(args.threads)
-    device_name = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or "cpu"
+    device_name = torch.cuda.get_device_name() if args.device == "cuda" else _cpu_name()
     header = (f"{device_name}; torch {torch.__version__}, {torch.get_num_threads()} threads, "
               f"nnUNet_n_proc_DA={args.da_workers}; {args.rounds} alternating rounds x {args.iterations} "
               f"iterations after {args.warmup} warm-up iterations")
