@@ -25,7 +25,7 @@ from nnunet_anomaly.conversion import (
     brain_channel_names,
     convert_brain_subject,
     dataset_folder_name,
-    finish_run,
+    run_conversion,
     resolve_output_root,
     run_cases,
     write_dataset_json,
@@ -105,13 +105,8 @@ def main(argv=None) -> int:
     parser.add_argument("--with-t1", action="store_true", help="also write T1 as channel 0001 (match the HCP model)")
     parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
     args = parser.parse_args(argv)
-    try:
-        summary, dataset_dir = convert(args.input, resolve_output_root(args.output), with_t1=args.with_t1,
-                                       num_processes=args.num_processes, dataset_id=args.dataset_id)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return finish_run(summary, dataset_dir)
+    return run_conversion(lambda: convert(args.input, resolve_output_root(args.output), with_t1=args.with_t1,
+                                          num_processes=args.num_processes, dataset_id=args.dataset_id))
 
 
 if __name__ == "__main__":

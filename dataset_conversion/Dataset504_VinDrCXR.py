@@ -41,7 +41,7 @@ from nnunet_anomaly.conversion import (
     add_common_arguments,
     boxes_to_mask,
     dataset_folder_name,
-    finish_run,
+    run_conversion,
     preprocess_radiograph,
     read_dicom,
     resolve_output_root,
@@ -213,15 +213,10 @@ def main(argv=None) -> int:
     parser.add_argument("--test-annotations", default=None, help="default: <input>/annotations/annotations_test.csv")
     parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
     args = parser.parse_args(argv)
-    try:
-        summary, dataset_dir = convert(args.input, resolve_output_root(args.output), splits=tuple(args.splits),
-                                       num_processes=args.num_processes, dataset_id=args.dataset_id,
-                                       split_json=args.split_json, train_annotations=args.train_annotations,
-                                       test_annotations=args.test_annotations)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return finish_run(summary, dataset_dir)
+    return run_conversion(lambda: convert(args.input, resolve_output_root(args.output), splits=tuple(args.splits),
+                                          num_processes=args.num_processes, dataset_id=args.dataset_id,
+                                          split_json=args.split_json, train_annotations=args.train_annotations,
+                                          test_annotations=args.test_annotations))
 
 
 if __name__ == "__main__":

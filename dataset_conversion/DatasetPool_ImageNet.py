@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_anomaly._io import atomic_path
-from nnunet_anomaly.conversion import Case, finish_run, resolve_output_root, natural_image_to_unit_range, run_cases
+from nnunet_anomaly.conversion import Case, run_conversion, resolve_output_root, natural_image_to_unit_range, run_cases
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_SEED = 123456789
@@ -107,14 +107,9 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=DEFAULT_SEED)
     parser.add_argument("--size", type=int, default=256)
     args = parser.parse_args(argv)
-    try:
-        output = args.output or resolve_output_root(None) / DEFAULT_FOLDER_NAME
-        summary, folder = convert(args.input, output, num_images=args.num_images, seed=args.seed,
-                                  size=args.size, num_processes=args.num_processes)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return finish_run(summary, folder)
+    return run_conversion(lambda: convert(args.input, args.output or resolve_output_root(None) / DEFAULT_FOLDER_NAME,
+                                          num_images=args.num_images, seed=args.seed, size=args.size,
+                                          num_processes=args.num_processes))
 
 
 if __name__ == "__main__":

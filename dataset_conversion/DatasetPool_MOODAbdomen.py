@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_anomaly._io import atomic_path
-from nnunet_anomaly.conversion import Case, body_mask_from_corner, finish_run, resolve_output_root, run_cases, zscore_in_mask
+from nnunet_anomaly.conversion import Case, body_mask_from_corner, run_conversion, resolve_output_root, run_cases, zscore_in_mask
 
 DEFAULT_SIZE = 128
 DEFAULT_THRESHOLD = 0.03
@@ -99,14 +99,9 @@ def main(argv=None) -> int:
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="upper background intensity of the corner region (0.03 abdomen; 0 for MOOD brain)")
     args = parser.parse_args(argv)
-    try:
-        output = args.output or resolve_output_root(None) / DEFAULT_FOLDER_NAME
-        summary, folder = convert(args.input, output, size=args.size, threshold=args.threshold,
-                                  num_processes=args.num_processes)
-    except (ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    return finish_run(summary, folder)
+    return run_conversion(lambda: convert(args.input, args.output or resolve_output_root(None) / DEFAULT_FOLDER_NAME,
+                                          size=args.size, threshold=args.threshold,
+                                          num_processes=args.num_processes))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -843,3 +843,13 @@ def finish_run(summary: RunSummary, dataset_dir: Path) -> int:
     print(summary)
     print(f"output: {dataset_dir}")
     return 0 if summary.ok else 1
+
+
+def run_conversion(convert_call: Callable[[], Tuple[RunSummary, Path]]) -> int:
+    """Run a script's conversion and return its exit code: the summary, or one clear error line (exit 1)."""
+    try:
+        summary, output = convert_call()
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return finish_run(summary, output)
