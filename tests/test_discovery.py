@@ -32,6 +32,23 @@ def test_trainers_module_exports_the_headline_trainers():
         assert cls.__name__ == name and cls.__module__.startswith("nnunet_anomaly.")
 
 
+def test_every_trainer_class_in_the_trainers_package_is_exported():
+    """A trainer defined in a submodule of nnunet_anomaly.trainers but missing from its __all__ would be
+    invisible to nnU-Net."""
+    import importlib
+    import pkgutil
+
+    import nnunet_anomaly.trainers as package
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    defined = set()
+    for info in pkgutil.walk_packages(package.__path__, package.__name__ + "."):
+        module = importlib.import_module(info.name)
+        defined |= {obj.__name__ for obj in vars(module).values()
+                    if isinstance(obj, type) and issubclass(obj, nnUNetTrainer) and obj.__module__ == info.name}
+    assert defined and defined <= set(trainer_classes()), sorted(defined - set(trainer_classes()))
+
+
 def test_installed_shim_is_current():
     shim = installed_shim_path()
     assert shim is not None, "the nnU-Net trainer shim is not installed; run `pip install -e .` (or make test)"
