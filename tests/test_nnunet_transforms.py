@@ -72,6 +72,15 @@ def test_transform_without_foreground_returns_unchanged_patch_and_zero_label():
     assert float(out["segmentation"].abs().max()) == 0.0
 
 
+def test_transform_on_a_constant_patch_returns_it_unchanged_with_zero_label():
+    # e.g. a patch of flat padding that still carries foreground labels: nothing to corrupt, no crash
+    _, seg = _patch()
+    image = torch.full((1, *PATCH), 0.5)
+    out = _transform(p_anomaly=1.0)(image=image.clone(), segmentation=seg)
+    assert torch.equal(out["image"], image)
+    assert float(out["segmentation"].abs().max()) == 0.0
+
+
 def test_transform_pickles_for_worker_processes():
     import pickle
     t = _transform()

@@ -73,9 +73,9 @@ class SyntheticAnomalyTransform(BasicTransform):
 
     Notes
     -----
-    When the patch holds no foreground, or not even one anomaly can be placed
-    (:class:`nnunet_anomaly.tasks.PlacementError`), the patch is returned unchanged with a zero label:
-    a normal example rather than a crashed worker.
+    When the patch holds no foreground, is constant (nothing to blend, deform or label), or not even
+    one anomaly can be placed (:class:`nnunet_anomaly.tasks.PlacementError`), the patch is returned
+    unchanged with a zero label: a normal example rather than a crashed worker.
     """
 
     def __init__(self, tasks: Sequence[str], *, seed: int, intra_pool=None, inter_pool=None, options=None,
@@ -123,7 +123,7 @@ class SyntheticAnomalyTransform(BasicTransform):
         from nnunet_anomaly.tasks import PlacementError, apply_tasks
 
         zero_label = np.zeros(image.shape[1:], dtype=np.float32)
-        if rng.random() >= self.p_anomaly or not foreground.any():
+        if rng.random() >= self.p_anomaly or not foreground.any() or np.ptp(image) == 0:
             return image, zero_label
         try:
             result = apply_tasks(image, self.tasks, rng, foreground=foreground, intra_pool=self.intra_pool,
