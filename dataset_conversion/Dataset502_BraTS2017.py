@@ -22,8 +22,8 @@ from pathlib import Path
 from nnunet_anomaly.conversion import (
     Case,
     add_common_arguments,
+    brain_test_case,
     brain_channel_names,
-    convert_brain_subject,
     dataset_folder_name,
     run_conversion,
     resolve_output_root,
@@ -67,16 +67,7 @@ def build_cases(root, dataset_dir: Path, *, with_t1: bool = False) -> list[Case]
     cases = []
     for case, folder in find_cases(root).items():
         inputs = [_modality(folder, case, "t2")] + ([_modality(folder, case, "t1")] if with_t1 else [])
-        images = [dataset_dir / "imagesTs" / f"{case}_{c:04d}.nii.gz" for c in range(len(inputs))]
-        label = dataset_dir / "labelsTs" / f"{case}.nii.gz"
-        brain = dataset_dir / "brainmasksTs" / f"{case}.nii.gz"
-        crop_info = dataset_dir / "crop_info" / f"{case}.json"
-        kwargs = dict(image_paths=[str(p) for p in inputs], channel_names=["T2", "T1"][: len(inputs)],
-                      output_images=[str(p) for p in images], crop_info_path=str(crop_info),
-                      label_path=str(label), label_source="lesion",
-                      segmentation_path=str(_modality(folder, case, "seg")), brain_mask_path=str(brain),
-                      flip_axis=FLIP_AXIS)
-        cases.append(Case(case, (*images, label, brain, crop_info), convert_brain_subject, kwargs))
+        cases.append(brain_test_case(case, dataset_dir, inputs, _modality(folder, case, "seg"), flip_axis=FLIP_AXIS))
     return cases
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 from nnunet_anomaly.conversion import (
     Case,
     add_common_arguments,
+    brain_test_case,
     brain_channel_names,
-    convert_brain_subject,
     dataset_folder_name,
     run_conversion,
     resolve_output_root,
@@ -80,26 +80,10 @@ def build_cases(root, dataset_dir: Path, *, with_t1: bool = False) -> list[Case]
         # a missing or ambiguous modality fails this case (named in the summary), not the whole run
         try:
             inputs = [find_modality(folder, t) for t in tags]
-            seg = find_modality(folder, "OT")
+            cases.append(brain_test_case(name, dataset_dir, inputs, find_modality(folder, "OT")))
         except (FileNotFoundError, ValueError) as exc:
-            inputs, seg = [Path(str(exc))], None  # recorded as a failed case below
-        images = [dataset_dir / "imagesTs" / f"{name}_{c:04d}.nii.gz" for c in range(len(tags))]
-        label = dataset_dir / "labelsTs" / f"{name}.nii.gz"
-        brain = dataset_dir / "brainmasksTs" / f"{name}.nii.gz"
-        crop_info = dataset_dir / "crop_info" / f"{name}.json"
-        if seg is None:
-            cases.append(Case(name, (*images, label, brain, crop_info), _fail, {"message": str(inputs[0])}))
-            continue
-        kwargs = dict(image_paths=[str(p) for p in inputs], channel_names=["T2", "T1"][: len(inputs)],
-                      output_images=[str(p) for p in images], crop_info_path=str(crop_info),
-                      label_path=str(label), label_source="lesion", segmentation_path=str(seg),
-                      brain_mask_path=str(brain))
-        cases.append(Case(name, (*images, label, brain, crop_info), convert_brain_subject, kwargs))
+            cases.append(brain_test_case(name, dataset_dir, tags, None, failure=str(exc)))
     return cases
-
-
-def _fail(message: str) -> None:
-    raise FileNotFoundError(message)
 
 
 def convert(input_root, output_root, *, with_t1: bool = False, num_processes: int = 1, dataset_id: int = DATASET_ID):

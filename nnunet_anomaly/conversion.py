@@ -782,6 +782,32 @@ def write_dataset_json(
 # ----------------------------------------------------------------------------------------------
 # one brain subject, end to end (used by Dataset501/502/503)
 # ----------------------------------------------------------------------------------------------
+def brain_test_case(name: str, dataset_dir: Path, input_paths: Sequence[Path], segmentation_path: Path | None,
+                    *, flip_axis: int | None = None, failure: str | None = None) -> Case:
+    """One BraTS/ISLES-style test case: ``imagesTs`` channels, ``labelsTs`` lesion, ``brainmasksTs``, crop info.
+
+    With `failure` set (a missing or ambiguous input found while listing cases) the case is recorded as
+    failed with that message when the run reaches it, instead of stopping the whole run.
+    """
+    dataset_dir = Path(dataset_dir)
+    images = [dataset_dir / "imagesTs" / f"{name}_{c:04d}.nii.gz" for c in range(len(input_paths))]
+    label = dataset_dir / "labelsTs" / f"{name}.nii.gz"
+    brain = dataset_dir / "brainmasksTs" / f"{name}.nii.gz"
+    crop_info = dataset_dir / "crop_info" / f"{name}.json"
+    outputs = (*images, label, brain, crop_info)
+    if failure is not None:
+        return Case(name, outputs, _raise_missing_input, {"message": failure})
+    kwargs = dict(image_paths=[str(p) for p in input_paths], channel_names=["T2", "T1"][: len(input_paths)],
+                  output_images=[str(p) for p in images], crop_info_path=str(crop_info),
+                  label_path=str(label), label_source="lesion", segmentation_path=str(segmentation_path),
+                  brain_mask_path=str(brain), flip_axis=flip_axis)
+    return Case(name, outputs, convert_brain_subject, kwargs)
+
+
+def _raise_missing_input(message: str) -> None:
+    raise FileNotFoundError(message)
+
+
 def convert_brain_subject(
     *,
     image_paths: Sequence[str],
