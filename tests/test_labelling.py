@@ -10,7 +10,7 @@ from nnunet_anomaly.labelling import gaussian_label
 def test_reference_sample_values():
     # notes section 6: x = 0.1 -> 0.12, 0.2 -> 0.39, 0.3 -> 0.68, 0.4 -> 0.87, 0.5 -> 0.96, 0.6 -> 0.99
     x = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6])
-    label = gaussian_label(np.zeros((1, 6)), x[None], np.ones(6, bool))
+    label = gaussian_label(np.zeros((1, 6)), x[None], np.ones(6, bool), fill_holes=False)
     np.testing.assert_allclose(label, [0.12, 0.39, 0.68, 0.87, 0.96, 0.99], atol=0.006)
 
 
@@ -65,9 +65,9 @@ def test_ring_centre_is_filled():
     # notes section 6: a ring-shaped change with an unchanged centre gets the ring's value there
     ring = np.full((1, 7, 7), 0.5)
     ring[0, 3, 3] = 0.02
-    label = gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool), fill_holes=True)
+    label = gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool))
     assert label[3, 3] == pytest.approx(label[1, 1], abs=1e-6)
-    assert gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool))[3, 3] < 0.01
+    assert gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool), fill_holes=False)[3, 3] < 0.01
 
 
 def test_empty_mask_gives_zero_label():
@@ -98,3 +98,13 @@ def test_inputs_untouched():
     gaussian_label(original, anomalous, mask, fill_holes=True)
     for a, b in zip((original, anomalous, mask), copies):
         np.testing.assert_array_equal(a, b)
+
+
+def test_the_task_presets_label_like_the_reference():
+    """The reference always closes and fills holes; so do the defaults and both presets."""
+    from nnunet_anomaly.tasks import TaskOptions
+
+    assert TaskOptions().fill_holes and TaskOptions.brain().fill_holes and TaskOptions.cxr().fill_holes
+    ring = np.full((1, 7, 7), 0.6)
+    ring[0, 3, 3] = 0.0
+    assert gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool))[3, 3] > 0.9

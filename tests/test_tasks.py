@@ -321,10 +321,13 @@ def test_every_task_2d_3d_reproducible_and_inputs_untouched(spatial, task):
 
 def test_label_equals_gaussian_of_change():
     image = _phantom((40, 40), dtype=np.float64)
-    result = apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0))
-    change = np.abs(result.image - image).mean(axis=0)
-    expected = np.where(result.mask, 1 - np.exp(-(change**2) / (2 * 0.2**2)), 0)
-    np.testing.assert_allclose(result.label, expected, atol=1e-6)
+    raw = apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0), options=TaskOptions(fill_holes=False))
+    change = np.abs(raw.image - image).mean(axis=0)
+    expected = np.where(raw.mask, 1 - np.exp(-(change**2) / (2 * 0.2**2)), 0)
+    np.testing.assert_allclose(raw.label, expected, atol=1e-6)
+    filled = apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0))  # the default closes and fills
+    np.testing.assert_array_equal(filled.image, raw.image)
+    assert np.all(filled.label >= raw.label - 1e-6) and np.all(filled.label[~filled.mask] == 0)
 
 
 def test_number_of_anomalies_follows_the_geometric_rule():
@@ -493,7 +496,7 @@ def test_any_number_of_spatial_dimensions(spatial):
 
 
 def test_blend_with_sparse_resampling_equals_full_patch_blend():
-    """Resampling only the gradient support gives the blend of the fully resampled patch."""
+    """Resampling only the gradient support gives the blend of the source resampled over the grown patch."""
     from nnunet_anomaly.poisson import poisson_blend
     from nnunet_anomaly.tasks.blending import _solver_margin
 
@@ -508,10 +511,12 @@ def test_blend_with_sparse_resampling_equals_full_patch_blend():
             box = placement.slices
             crop = tuple(slice(max(0, b.start - _solver_margin(b.stop - b.start)),
                                min(n, b.stop + _solver_margin(b.stop - b.start))) for b, n in zip(box, spatial))
-            inner = tuple(slice(b.start - c.start, b.stop - c.start) for b, c in zip(box, crop))
+            # the source resampled over the patch box grown by one voxel (every box lies inside its crop)
+            grown = tuple(slice(b.start - c.start - 1, b.stop - c.start + 1) for b, c in zip(box, crop))
             target = image[(slice(None),) + crop]
             source = target.copy()
-            source[(slice(None),) + inner] = resample_source_patch(params)
+            source[(slice(None),) + grown] = resample_source_patch(params, margin=1)
+            inner = tuple(slice(g.start + 1, g.stop - 1) for g in grown)
             mask = np.zeros(target.shape[1:], bool)
             mask[inner] = placement.shape.mask()
             expected = poisson_blend(target, source, mask, mix_gradients=True, channel_axis=0)
@@ -538,3 +543,47 @@ def test_later_anomalies_that_cannot_be_placed_are_skipped(monkeypatch):
     full = TaskOptions(p_another=1.0)
     monkeypatch.setattr(recipe, "_sample_placement", real)
     assert apply_tasks(image, ["smooth_intensity"], np.random.default_rng(0), options=full).n_anomalies == 4
+
+
+def _face_layers(mask, box):
+    """Mask voxels on the first and on the last layer of `box` along any axis, outside the mask beyond it."""
+    near, far = np.zeros(mask.shape, bool), np.zeros(mask.shape, bool)
+    for axis, side in enumerate(box):
+        before = [slice(None)] * mask.ndim
+        before[axis] = side.start
+        after = list(before)
+        after[axis] = side.stop - 1
+        near[tuple(before)] |= mask[tuple(before)]
+        far[tuple(after)] |= mask[tuple(after)]
+    return near & ~far, far & ~near
+
+
+@pytest.mark.parametrize("spatial", [(64, 64), (32, 36, 30)])
+@pytest.mark.parametrize("task", ["intra_blend", "inter_blend", "smooth_intensity"])
+def test_blend_is_as_seamless_on_the_far_faces_as_on_the_near_faces(task, spatial):
+    """A textured source at another level blended into a flat target: no cliff on any face.
+
+    The source must be valid one voxel past the patch's far faces; without that, the forward
+    differences there compare the target outside with the source inside, and the blend ramps up to a
+    cliff on the far faces (ratio far/near ~8-19 before the fix). Smooth intensity is the yardstick.
+    """
+    rng = np.random.default_rng(0)
+    grid = np.indices(spatial).astype(float)
+    near_change, far_change = [], []
+    for _ in range(40):
+        image = 0.1 * rng.normal(size=(1, *spatial))
+        image[0].flat[0], image[0].flat[-1] = -10.0, 10.0  # room for the blend in the image's range
+        source = (3 + np.cos(grid[-1] / 3.0) + 0.2 * rng.normal(size=spatial))[None]
+        shape = sample_shape(rng, spatial)
+        corner = tuple(int(rng.integers(3, max(4, n - b - 2))) for n, b in zip(spatial, shape.bbox_shape))
+        placement = Placement(shape, corner)
+        params = TASKS[task].sample_params(rng, image, placement, TaskOptions(), intra_pool=ArrayPool([source]),
+                                           inter_pool=ArrayPool([source]))
+        change = np.abs(TASKS[task].apply(image, params).image - image)[0]
+        mask = np.zeros(spatial, bool)
+        mask[placement.slices] = shape.mask()
+        near, far = _face_layers(mask, placement.slices)
+        near_change.append(change[near])
+        far_change.append(change[far])
+    ratio = np.concatenate(far_change).mean() / np.concatenate(near_change).mean()
+    assert 1 / 1.5 < ratio < 1.5, f"far/near change ratio {ratio:.2f}"

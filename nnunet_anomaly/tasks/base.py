@@ -79,7 +79,10 @@ class TaskOptions:
     sigma : float
         Width of the Gaussian labelling function.
     fill_holes : bool
-        Use the reference's grey closing + hole filling in the labeller (slower).
+        The reference's grey closing + hole filling per anomaly region in the labeller (default True:
+        without it the mean label inside the mask is 6-13 points lower for the blends, sink and source,
+        measured on the MNI brain; it doubles the generator's cost, about 13 instead of 5 ms per 3D
+        sample). False gives the raw per-voxel label.
 
     Examples
     --------
@@ -105,7 +108,7 @@ class TaskOptions:
     max_source_fraction: float = 0.8
     blend_change_threshold: float = 0.001
     sigma: float = 0.2
-    fill_holes: bool = False
+    fill_holes: bool = True
 
     def __post_init__(self):
         if self.interpolation_order not in range(6):

@@ -190,43 +190,55 @@ def sample_blend_params(
     )
 
 
-def resample_source_patch(params: BlendParams, dtype=np.float64) -> np.ndarray:
-    """The source region resampled to the patch shape, clipped to the source's range: ``(C or 1, *P)``."""
-    region_box = tuple(slice(c, c + r) for c, r in zip(params.source_corner, params.region_shape))
-    matrix = np.asarray(params.matrix)
-    out_shape = params.placement.shape.bbox_shape
-    patch = np.empty((params.source.shape[0],) + tuple(out_shape), dtype=dtype)
-    for c, channel in enumerate(params.source):
-        ndimage.affine_transform(
-            np.asarray(channel[region_box], dtype=dtype),
-            matrix,
-            offset=params.offset,
-            output_shape=out_shape,
-            output=patch[c],
-            order=params.interpolation_order,
-            mode="constant",
-        )
-        np.clip(patch[c], params.source_low[c], params.source_high[c], out=patch[c])
-    return patch
+def _source_window(params: BlendParams) -> tuple[tuple[slice, ...], np.ndarray]:
+    """The source region grown by the spline's reach (clamped to the source), and its corner.
 
-
-def _resample_at(params: BlendParams, index: tuple, dtype) -> np.ndarray:
-    """The resampled source patch at the patch voxels `index` only: ``(C or 1, N)``, clipped.
-
-    Same values as :func:`resample_source_patch` at those voxels (same spline, same boundary mode),
-    for a fraction of the cost when the shape fills little of its box.
+    Resampling reads this window with ``mode="nearest"``, so a point just past the region (the patch's
+    far faces map there) takes real source values, not a zero fill.
     """
-    region_box = tuple(slice(c, c + r) for c, r in zip(params.source_corner, params.region_shape))
+    reach = params.interpolation_order + 1
+    corner = np.asarray(params.source_corner)
+    low = np.maximum(corner - reach, 0)
+    high = np.minimum(corner + np.asarray(params.region_shape) + reach, params.source.shape[1:])
+    return tuple(slice(a, b) for a, b in zip(low, high)), low
+
+
+def _resample_at(params: BlendParams, index, dtype) -> np.ndarray:
+    """The source at patch coordinates `index` (a tuple of integer arrays; may lie past the patch): ``(C or 1, N)``.
+
+    The points are mapped by ``M`` and the offset into the source region, interpolated at the options'
+    spline order and clipped to the source's per-channel range.
+    """
+    window, low = _source_window(params)
     points = np.asarray(params.matrix) @ np.stack(index).astype(np.float64)
-    points += np.asarray(params.offset)[:, None]
+    points += (np.asarray(params.offset) + np.asarray(params.source_corner) - low)[:, None]
     values = np.empty((params.source.shape[0], points.shape[1]), dtype=dtype)
     for c, channel in enumerate(params.source):
-        ndimage.map_coordinates(
-            np.asarray(channel[region_box], dtype=dtype), points, output=values[c],
-            order=params.interpolation_order, mode="constant",
-        )
+        ndimage.map_coordinates(np.asarray(channel[window], dtype=dtype), points, output=values[c],
+                                order=params.interpolation_order, mode="nearest")
         np.clip(values[c], params.source_low[c], params.source_high[c], out=values[c])
     return values
+
+
+def resample_source_patch(params: BlendParams, dtype=np.float64, *, margin: int = 0) -> np.ndarray:
+    """The source region resampled to the patch grid grown by `margin` voxels per side: ``(C or 1, *(P + 2 margin))``.
+
+    Clipped to the source's range. ``margin=1`` gives the source one voxel past every face of the
+    patch, which the blend's forward differences read on the shape's far faces.
+
+    Examples
+    --------
+    >>> from nnunet_anomaly.pools import ArrayPool
+    >>> from nnunet_anomaly.tasks.shapes import AnomalyShape
+    >>> square = AnomalyShape("rectangle", (4, 4), ((1.0, 0.0), (0.0, 1.0)))
+    >>> params = sample_blend_params(np.random.default_rng(0), np.zeros((1, 20, 20)), Placement(square, (5, 5)),
+    ...                              TaskOptions(), ArrayPool([np.ones((1, 30, 30))]))
+    >>> resample_source_patch(params).shape, resample_source_patch(params, margin=1).shape
+    ((1, 5, 5), (1, 7, 7))
+    """
+    shape = tuple(int(p) + 2 * margin for p in params.placement.shape.bbox_shape)
+    grid = np.indices(shape).reshape(len(shape), -1) - margin
+    return _resample_at(params, tuple(grid), dtype).reshape((-1,) + shape)
 
 
 def _gradient_support(mask: np.ndarray) -> np.ndarray:
@@ -279,18 +291,22 @@ class BlendTask(AnomalyTask):
         )
         inner = tuple(slice(p.start - c.start, p.stop - c.start) for p, c in zip(patch_box, crop))
         target = work[(slice(None),) + crop]
-        shape_mask = params.placement.shape.mask()
-        # The solver reads source values only through forward differences guided by the mask, so only
-        # the mask and its +1 neighbours need resampling; elsewhere the source is the target itself.
-        source = np.array(target, copy=True)
-        if _resample_whole_patch:  # the reference's way (benchmark hook): every voxel of the box
-            source[(slice(None),) + inner] = resample_source_patch(params, work.dtype)
-        else:
-            needed = np.nonzero(_gradient_support(shape_mask))
-            source_patch = source[(slice(None),) + inner]
-            source_patch[(slice(None),) + needed] = _resample_at(params, needed, work.dtype)  # broadcasts 1 channel
         mask = np.zeros(target.shape[1:], dtype=bool)
-        mask[inner] = shape_mask
+        mask[inner] = params.placement.shape.mask()
+        # The solver reads source values only through forward differences guided by the mask, so only
+        # the mask and its +1 neighbours need the source; elsewhere the source is the target itself.
+        # The +1 neighbours of the far faces lie one voxel past the patch box: the source must be valid
+        # there too, or those differences compare the target outside with the source inside (a seam).
+        source = np.array(target, copy=True)
+        if _resample_whole_patch:  # the reference's way (benchmark hook): every voxel of the grown box
+            grown = tuple(slice(max(i.start - 1, 0), min(i.stop + 1, n)) for i, n in zip(inner, mask.shape))
+            patch = resample_source_patch(params, work.dtype, margin=1)
+            source[(slice(None),) + grown] = patch[(slice(None),) + tuple(
+                slice(g.start - i.start + 1, g.stop - i.start + 1) for g, i in zip(grown, inner))]
+        else:
+            needed = np.nonzero(_gradient_support(mask))
+            source[(slice(None),) + needed] = _resample_at(
+                params, tuple(n - i.start for n, i in zip(needed, inner)), work.dtype)  # broadcasts 1 channel
         blended = np.asarray(_blend_function(target, source, mask, inner), dtype=work.dtype)
         low, high = channel_ranges(work)
         np.clip(blended, low, high, out=blended)
