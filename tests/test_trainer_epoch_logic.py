@@ -55,6 +55,33 @@ def test_validation_epoch_end_gathers_ranks_and_logs_ap(tmp_path, monkeypatch):
     assert log["dice_per_class_or_region"][0] == [1.0, 1.0]
 
 
+def test_selection_sees_healthy_anatomy(tmp_path):
+    """Two models find the anomalies equally well; the one that also marks healthy tissue is selected less."""
+    anomalous = [_outputs([[0.9, 0.8, 0.1, 0.2]], [[1, 1, 0, 0]], ["sink"], 0.1)]
+    logged = {}
+    for name, healthy_scores in (("quiet", [0.05, 0.1, 0.0, 0.15]), ("fires", [0.95, 0.1, 0.85, 0.15])):
+        trainer = _bare(AnomalyTaskTrainer, tmp_path)
+        trainer.on_validation_epoch_end(anomalous + [_outputs([healthy_scores], [[0, 0, 0, 0]], ["healthy"], 0.0)])
+        logged[name] = trainer.logger.local_logger.my_fantastic_logging
+    for log in logged.values():
+        assert log["val_ap"][0] == 1.0  # the anomalous patches alone cannot tell the two apart
+    assert logged["quiet"]["mean_fg_dice"][0] == 1.0 == logged["quiet"]["val_ap_with_healthy"][0]
+    expected = average_precision_score([1, 1, 0, 0, 0, 0, 0, 0], [0.9, 0.8, 0.1, 0.2, 0.95, 0.1, 0.85, 0.15])
+    assert logged["fires"]["mean_fg_dice"][0] == pytest.approx(expected) and expected < 0.7
+    assert logged["fires"]["val_healthy_fp"][0]["1%"] > 0.9 > 0.2 > logged["quiet"]["val_healthy_fp"][0]["1%"]
+
+
+def test_selection_on_anomalies_only_is_still_available(tmp_path):
+    class OnAnomalies(AnomalyTaskTrainer):
+        selection_metric = "ap"
+
+    trainer = _bare(OnAnomalies, tmp_path)
+    trainer.on_validation_epoch_end([_outputs([[0.9, 0.1]], [[1, 0]], ["sink"], 0.1),
+                                     _outputs([[0.95, 0.97]], [[0, 0]], ["healthy"], 0.0)])
+    log = trainer.logger.local_logger.my_fantastic_logging
+    assert log["mean_fg_dice"][0] == 1.0 and log["val_ap_with_healthy"][0] < 1.0
+
+
 def test_validation_without_anomalies_logs_zero_not_nan(tmp_path):
     trainer = _bare(AnomalyTaskTrainer, tmp_path)
     trainer.on_validation_epoch_end([_outputs([[0.2, 0.1]], [[0, 0]], ["sink"], 0.1)])
@@ -79,8 +106,19 @@ def test_progress_png_is_written(tmp_path):
                            ("val_losses", 0.9), ("lrs", 1e-3), ("epoch_start_timestamps", 0.0),
                            ("epoch_end_timestamps", 2.0), ("dice_per_class_or_region", [0.1]),
                            ("val_auroc", 0.6), ("val_ap_per_task", {"sink": 0.2}),
-                           ("val_auroc_per_task", {"sink": 0.6})]:
+                           ("val_auroc_per_task", {"sink": 0.6}), ("val_ap", 0.2), ("val_ap_with_healthy", 0.1),
+                           ("val_healthy_fp", {"1%": 0.3, "0.1%": 0.6})]:
             logger.log(key, value, epoch)
     logger.plot_progress_png(str(tmp_path))
     from PIL import Image
     assert Image.open(tmp_path / "progress.png").size[0] > 500
+
+
+def test_older_checkpoints_get_the_new_logger_keys():
+    logger = AnomalyLocalLogger()
+    old = {key: values for key, values in AnomalyLocalLogger().my_fantastic_logging.items()
+           if key not in ("val_ap", "val_ap_with_healthy", "val_healthy_fp")}
+    old["mean_fg_dice"] = [0.3, 0.4]
+    logger.load_checkpoint(old)
+    log = logger.my_fantastic_logging
+    assert np.isnan(log["val_ap_with_healthy"]).all() and log["val_healthy_fp"] == [{}, {}]

@@ -24,7 +24,9 @@ class SoftBCEWithLogitsLoss(nn.Module):
     """
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.binary_cross_entropy_with_logits(logits, target.to(logits.dtype))
+        # in float32 even under a bfloat16/float16 autocast: soft targets need the precision
+        with torch.autocast(logits.device.type, enabled=False):
+            return F.binary_cross_entropy_with_logits(logits.float(), target.float())
 
 
 class SigmoidMSELoss(nn.Module):
@@ -41,7 +43,8 @@ class SigmoidMSELoss(nn.Module):
     """
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return F.mse_loss(torch.sigmoid(logits.float()), target.float())
+        with torch.autocast(logits.device.type, enabled=False):
+            return F.mse_loss(torch.sigmoid(logits.float()), target.float())
 
 
 def deep_supervision_weights(num_outputs: int, *, ddp: bool = False) -> np.ndarray:

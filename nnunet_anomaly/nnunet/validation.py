@@ -7,7 +7,13 @@ count, and after resuming.
 
 Per epoch the network sees fixed *patches* (``patch_size``, centred on a fixed foreground voxel), so
 the cost is a few batches; the final validation (:func:`make_validation_image` on the full image,
-predicted with nnU-Net's sliding window) is exact. Memory is bounded by ``memory_budget_mb``: when
+predicted with nnU-Net's sliding window) is exact.
+
+Healthy anatomy is part of the set: the pseudo-task :data:`HEALTHY` stands for the validation images
+left as they are, scored on their foreground only. Every voxel there is a negative, so a model that
+marks healthy tissue loses AP once those negatives are pooled with the anomalous patches
+(``pooled_with_healthy``), and :func:`healthy_false_positives` reports the scores that 1 % and 0.1 %
+of the healthy voxels exceed. Memory is bounded by ``memory_budget_mb``: when
 the validation partition times the validation tasks would exceed it, an evenly spread, fixed subset
 of (case, task) pairs is kept.
 """
@@ -19,8 +25,13 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["ValidationSample", "pair_seed", "make_validation_image", "crop_to_patch", "select_pairs",
-           "pixel_metrics", "summarise", "gather_scores", "ValidationBatches"]
+__all__ = ["HEALTHY", "ValidationSample", "pair_seed", "make_validation_image", "crop_to_patch", "select_pairs",
+           "pixel_metrics", "healthy_false_positives", "summarise", "gather_scores", "ValidationBatches"]
+
+#: the pseudo-task of the anomaly-free validation samples (the image as it is; every scored voxel negative)
+HEALTHY = "healthy"
+#: fractions of healthy voxels at which :func:`healthy_false_positives` reports the score they exceed
+HEALTHY_RATES = (0.01, 0.001)
 
 
 class ValidationSample(NamedTuple):
@@ -52,7 +63,7 @@ def pair_seed(seed: int, case: str, task: str) -> np.random.SeedSequence:
 
 def make_validation_image(image: np.ndarray, foreground: np.ndarray, task: str, seed: np.random.SeedSequence,
                           *, intra_pool=None, inter_pool=None, options=None):
-    """Apply `task` to a full image with a fixed seed.
+    """Apply `task` to a full image with a fixed seed (:data:`HEALTHY`: the image as it is).
 
     Returns
     -------
@@ -63,6 +74,9 @@ def make_validation_image(image: np.ndarray, foreground: np.ndarray, task: str, 
     """
     from nnunet_anomaly.tasks import PlacementError, apply_tasks
 
+    if task == HEALTHY:
+        empty = np.zeros(image.shape[1:], dtype=bool)
+        return np.asarray(image, dtype=np.float32), empty.astype(np.float32), empty
     rng = np.random.default_rng(seed)
     try:
         result = apply_tasks(np.asarray(image, dtype=np.float32), [task], rng, foreground=foreground,
@@ -159,8 +173,36 @@ def pixel_metrics(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float
     return ap, roc
 
 
+def healthy_false_positives(scores: np.ndarray, rates: Sequence[float] = HEALTHY_RATES) -> dict:
+    """The anomaly scores that a fraction `rates` of healthy voxels exceed (lower is better).
+
+    Every voxel of a healthy image is a false positive at any threshold below its score, so the score
+    exceeded by 1 % of healthy voxels is the threshold at which 1 % of healthy tissue would be marked.
+
+    Examples
+    --------
+    >>> out = healthy_false_positives(np.linspace(0, 1, 1001))
+    >>> out["score_exceeded_by_1%"], out["score_exceeded_by_0.1%"], out["n_voxels"]
+    (0.99, 0.999, 1001)
+    >>> healthy_false_positives(np.zeros(0))["score_exceeded_by_1%"]
+    nan
+    """
+    scores = np.asarray(scores, dtype=np.float64).ravel()
+    out = {"n_voxels": int(scores.size)}
+    for rate in rates:
+        value = float(np.quantile(scores, 1.0 - rate)) if scores.size else float("nan")
+        out[f"score_exceeded_by_{rate * 100:g}%"] = round(value, 12)
+    out["max"] = float(scores.max()) if scores.size else float("nan")
+    return out
+
+
 def summarise(scores_by_task: dict, targets_by_task: dict, tasks: Sequence[str]) -> dict:
-    """Pooled and per-task AP / AUROC from per-task lists of score and target arrays."""
+    """Pooled and per-task AP / AUROC from per-task lists of score and target arrays.
+
+    ``pooled`` covers the anomalous samples of `tasks`. When `scores_by_task` holds :data:`HEALTHY`
+    samples, ``pooled_with_healthy`` adds their voxels as negatives and ``healthy`` holds
+    :func:`healthy_false_positives` of their scores.
+    """
     per_task = {}
     all_scores, all_targets = [], []
     for task in tasks:
@@ -170,10 +212,18 @@ def summarise(scores_by_task: dict, targets_by_task: dict, tasks: Sequence[str])
         all_targets.append(t)
         ap, roc = pixel_metrics(s, t) if s.size else (float("nan"), float("nan"))
         per_task[task] = {"ap": ap, "auroc": roc, "n_voxels": int(s.size), "n_anomalous_voxels": int(t.sum())}
-    s, t = np.concatenate(all_scores), np.concatenate(all_targets)
+    summary = {"pooled": _pooled(all_scores, all_targets), "per_task": per_task}
+    if HEALTHY in scores_by_task:
+        healthy = np.concatenate(scores_by_task[HEALTHY])
+        summary["pooled_with_healthy"] = _pooled(all_scores + [healthy], all_targets + [np.zeros(healthy.size, bool)])
+        summary["healthy"] = healthy_false_positives(healthy)
+    return summary
+
+
+def _pooled(scores: list, targets: list) -> dict:
+    s, t = np.concatenate(scores), np.concatenate(targets)
     ap, roc = pixel_metrics(s, t) if s.size else (float("nan"), float("nan"))
-    return {"pooled": {"ap": ap, "auroc": roc, "n_voxels": int(s.size), "n_anomalous_voxels": int(t.sum())},
-            "per_task": per_task}
+    return {"ap": ap, "auroc": roc, "n_voxels": int(s.size), "n_anomalous_voxels": int(t.sum())}
 
 
 def gather_scores(scores_by_task: dict, targets_by_task: dict, world_size: int,
