@@ -1,0 +1,83 @@
+"""``nnunet_anomaly demo``: the command line (options, device choice, signals) around the steps."""
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from typing import Sequence
+
+from nnunet_anomaly.demo.real_lesions import REAL_LESION_FETCH, find_real_lesions
+from nnunet_anomaly.demo.runner import StepFailed, Workspace, _duration
+from nnunet_anomaly.demo.settings import DEFAULT_WORKDIR, DEMO, QUICK
+from nnunet_anomaly.demo.steps import demo_steps
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.description = (
+        "Run the whole product end to end on the embedded offline demo dataset (Dataset990_MNIDemo, built "
+        "from nilearn's MNI152 template): build the data, nnUNetv2_plan_and_preprocess, nnUNetv2_train the "
+        "five folds of T=1, nnUNetv2_predict the ensemble and every fold, nnunet_anomaly evaluate, and write "
+        "a Markdown report with figures. Finished steps are reused on a re-run.")
+    parser.add_argument("--workdir", default=DEFAULT_WORKDIR,
+                        help=f"working folder for the data, models, predictions and report (default: {DEFAULT_WORKDIR})")
+    parser.add_argument("--quick", action="store_true",
+                        help="tiny setting (two folds, a few epochs, 10 training images): checks the pipeline "
+                             "in a few minutes; its numbers mean nothing")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto (default): the GPU when torch sees one, else the CPU")
+    parser.add_argument("-np", "--num-processes", type=int, default=2, dest="num_processes",
+                        help="worker processes for conversion and preprocessing (default 2)")
+    parser.add_argument("--verbose", action="store_true", help="also stream every tool's output to the terminal")
+    parser.add_argument("--real-lesions", default=".cache/real_lesions", metavar="DIR",
+                        help="folder with the cached pyradiomics-bhklab 3.1.4 sdist (or its extracted data/), the "
+                             "only real lesions installable offline; fetched once by the set-up step "
+                             f"`{REAL_LESION_FETCH}`. Skipped with a message when absent. "
+                             "(default: .cache/real_lesions)")
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _resolve_device(device: str) -> str:
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.num_processes < 1:
+        raise ValueError(f"--num-processes must be >= 1; got {args.num_processes}")
+    settings = QUICK if args.quick else DEMO
+    device = _resolve_device(args.device)
+    sources = find_real_lesions(args.real_lesions)
+    ws = Workspace(args.workdir, settings, device=device, num_processes=args.num_processes, verbose=args.verbose,
+                   real_lesion_sources=sources)
+    ws.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"nnunet_anomaly demo ({settings.name}): working folder {ws.workdir}, device {device}")
+    if sources is None:
+        print(f"real lesions: not found in {args.real_lesions} - skipped (they are fetched once, at set-up, "
+              f"with `{REAL_LESION_FETCH}`; nothing is downloaded at run time)")
+    else:
+        print(f"real lesions: pyradiomics {', '.join(sorted(sources))} from {args.real_lesions}")
+    started = time.monotonic()
+    previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` is handled like Ctrl-C
+    try:
+        ws.run_steps(demo_steps(ws))
+    except StepFailed as error:
+        print(f"nnunet_anomaly demo: FAILED: {error}", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
+    report = ws.workdir / "report" / "report.md"
+    print(f"demo finished in {_duration(time.monotonic() - started)}: report at {report}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the demo verb with `argv` (the command line's arguments after ``demo``)."""
+    from nnunet_anomaly.cli import main as cli_main
+
+    return cli_main(["demo", *(sys.argv[1:] if argv is None else argv)])

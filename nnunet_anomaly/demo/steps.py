@@ -1,0 +1,178 @@
+"""The demo's steps, in order: each is one or more real commands (see :func:`demo_steps`)."""
+from __future__ import annotations
+
+import sys
+from typing import Callable, Sequence
+
+from nnunet_anomaly._io import write_json
+from nnunet_anomaly.demo.real_lesions import prepare_real_lesions
+from nnunet_anomaly.demo.runner import Step, Workspace, _tool
+from nnunet_anomaly.demo.settings import DATASET_ID, DATASET_NAME, PLANS
+from nnunet_anomaly.demo.synthetic import build_synthetic_test_set
+
+def _build_dataset(ws: Workspace) -> None:
+    argv = [sys.executable, "-m", "nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo",
+            "-o", ws.raw, "-np", ws.num_processes, "--num-training", ws.settings.num_training]
+    ws.command("dataset", argv, env_shown=())
+
+
+def _plan_and_preprocess(ws: Workspace) -> None:
+    argv = [*_tool("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", ws.settings.base_configuration,
+            "-np", ws.num_processes, "-npfp", ws.num_processes]
+    ws.command("plan_and_preprocess", argv)
+    if ws.settings.configuration != ws.settings.base_configuration:
+        # the small demo configuration: the whole 4 mm brain as one patch (one sliding-window tile per
+        # image), 8 base features and one convolution per stage; it reuses the preprocessed 3d_fullres data
+        patch = [str(p) for p in ws.settings.patch_size]
+        ws.command("plan_and_preprocess", [sys.executable, "-m", "nnunet_anomaly.nnunet.planning", "add-config",
+                                           "-d", DATASET_ID, "--name", ws.settings.configuration, "--patch", *patch,
+                                           "--batch", 2, "--features", 8, "--convs-per-stage", 1,
+                                           "--base", ws.settings.base_configuration])
+
+
+def _train(fold: int) -> Callable[[Workspace], None]:
+    def action(ws: Workspace) -> None:
+        from tqdm.auto import tqdm
+
+        argv = [*_tool("nnUNetv2_train"), DATASET_ID, ws.settings.configuration, fold,
+                "-tr", ws.settings.trainer, "-device", ws.device]
+        env = ws.environment(training=True)
+        shown = ["nnunet_anomaly_pool"] + (["nnUNet_n_proc_DA"] if "nnUNet_n_proc_DA" in env else [])
+        with tqdm(desc=f"  fold {fold} epochs", unit="epoch", position=1, leave=False,
+                  total=_trainer_epochs(ws.settings.trainer)) as epochs:
+            ws.command(f"train_fold_{fold}", argv, env=env, progress=epochs,
+                       progress_pattern=r"Epoch (\d+)\s*$", env_shown=shown)
+    return action
+
+
+def _trainer_epochs(trainer: str) -> int | None:
+    """The trainer's epoch count, for the progress bar (None when it cannot be read cheaply)."""
+    try:
+        import nnunet_anomaly.trainers as trainers
+
+        epochs = getattr(getattr(trainers, trainer), "epochs", None)
+        return None if epochs is None else int(epochs)
+    except Exception:  # only a progress bar depends on it
+        return None
+
+
+def _predict(name: str, folds: Sequence[int], inputs: str = "lesions", step: str | None = None) -> Callable[[Workspace], None]:
+    def action(ws: Workspace) -> None:
+        s = ws.settings
+        folder = {"lesions": ws.dataset_raw / "imagesTs", "synthetic": ws.workdir / "synthetic_test" / "imagesTs",
+                  "real": ws.workdir / "real_lesions" / "imagesTs"}[inputs]
+        argv = [*_tool("nnUNetv2_predict"), "-i", folder, "-o", ws.workdir / "predictions" / name,
+                "-d", DATASET_ID, "-c", s.configuration, "-tr", s.trainer, "-f", *folds,
+                "--save_probabilities", "-npp", 0, "-nps", 0, "-device", ws.device]
+        if s.disable_tta:
+            argv.append("--disable_tta")
+        ws.command(step or f"predict_{name}", argv)
+    return action
+
+
+def _evaluate(ws: Workspace) -> None:
+    s = ws.settings
+    raw = ws.dataset_raw
+    evaluate = [sys.executable, "-m", "nnunet_anomaly", "evaluate"]
+    common = ["-g", raw / "labelsTs", "--images", raw / "imagesTs", "--test-set", "demo synthetic lesions",
+              "--quiet"]
+    ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "ensemble", "--names", "nnU-Net ensemble",
+                            "-o", ws.workdir / "evaluation" / "ensemble", "--baselines", *common])
+    ws.command("evaluate", [*evaluate, "-p", *(ws.workdir / "predictions" / f"fold_{f}" for f in s.folds),
+                            "--names", *(f"fold_{f}" for f in s.folds),
+                            "-o", ws.workdir / "evaluation" / "folds", "--no-figures", *common])
+    synthetic = ws.workdir / "synthetic_test"
+    ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "synthetic_ensemble",
+                            "--names", "nnU-Net ensemble", "-g", synthetic / "labelsTs", "--images", synthetic / "imagesTs",
+                            "--test-set", "synthetic tasks, held-out images", "-o", ws.workdir / "evaluation" / "synthetic",
+                            "--baselines", "--quiet"])
+
+
+def _evaluate_real_lesions(ws: Workspace) -> None:
+    real = ws.workdir / "real_lesions"
+    ws.command("evaluate_real_lesions", [
+        sys.executable, "-m", "nnunet_anomaly", "evaluate", "-p", ws.workdir / "predictions" / "real_lesions_ensemble",
+        "--names", "nnU-Net ensemble", "-g", real / "labelsTs", "--images", real / "imagesTs",
+        "--test-set", "real lesions (domain-shifted smoke test)", "-o", ws.workdir / "evaluation" / "real_lesions",
+        "--baselines", "--quiet"])
+
+
+def _show_tasks(ws: Workspace) -> None:
+    ws.command("show_tasks", [sys.executable, "-m", "nnunet_anomaly", "show-tasks", "--setting", "3d",
+                              "--resolution-mm", "4", "-o", ws.workdir / "task_montage"])
+
+
+def _report(ws: Workspace) -> None:
+    from nnunet_anomaly.demo.report import write_report  # the report lists the steps: imported late
+
+    write_report(ws)
+
+
+def demo_steps(ws: Workspace) -> list[Step]:
+    """The demo's steps, in order, for the working folder `ws`."""
+    s = ws.settings
+    predictions = ws.workdir / "predictions"
+    steps = [
+        Step("dataset", "build the offline demo dataset (Dataset990_MNIDemo)", (ws.dataset_raw,),
+             (ws.dataset_raw / "dataset.json",), _build_dataset),
+        Step("plan_and_preprocess", "plan and preprocess (nnUNetv2_plan_and_preprocess)",
+             (ws.preprocessed / DATASET_NAME,), (ws.preprocessed / DATASET_NAME / f"{PLANS}.json",),
+             _plan_and_preprocess),
+    ]
+    for fold in s.folds:
+        steps.append(Step(f"train_fold_{fold}", f"train fold {fold} (nnUNetv2_train -tr {s.trainer})",
+                          (ws.fold_folder(fold),), (ws.fold_folder(fold) / "checkpoint_final.pth",), _train(fold)))
+    steps.append(Step("predict_ensemble", f"predict the test set with the ensemble of folds {list(s.folds)}",
+                      (predictions / "ensemble",), (predictions / "ensemble",), _predict("ensemble", s.folds)))
+    steps.append(Step("synthetic_test", "apply the five synthetic tasks to the held-out healthy test images",
+                      (ws.workdir / "synthetic_test",), (ws.workdir / "synthetic_test" / "cases.json",), _synthetic_test))
+    steps.append(Step("predict_synthetic_ensemble", "predict the synthetic held-out set with the ensemble",
+                      (predictions / "synthetic_ensemble",), (predictions / "synthetic_ensemble",),
+                      _predict("synthetic_ensemble", s.folds, inputs="synthetic")))
+    for fold in s.folds:
+        steps.append(Step(f"predict_fold_{fold}", f"predict the test set with fold {fold}",
+                          (predictions / f"fold_{fold}",), (predictions / f"fold_{fold}",),
+                          _predict(f"fold_{fold}", (fold,))))
+    if ws.real_lesion_sources:
+        real = ws.workdir / "real_lesions"
+        steps += [
+            Step("real_lesions", "prepare the real lesions (pyradiomics brain1/brain2) in the demo geometry",
+                 (real,), (real / "cases.json",), _real_lesions),
+            Step("predict_real_lesions", "predict the real lesions with the ensemble",
+                 (predictions / "real_lesions_ensemble",), (predictions / "real_lesions_ensemble",),
+                 _predict("real_lesions_ensemble", s.folds, inputs="real", step="predict_real_lesions")),
+            Step("evaluate_real_lesions", "evaluate the real lesions (nnunet_anomaly evaluate)",
+                 (ws.workdir / "evaluation" / "real_lesions",),
+                 (ws.workdir / "evaluation" / "real_lesions" / "results.json",), _evaluate_real_lesions),
+        ]
+    steps += [
+        Step("evaluate", "evaluate (nnunet_anomaly evaluate)",
+             tuple(ws.workdir / "evaluation" / name for name in ("ensemble", "folds", "synthetic")),
+             (ws.workdir / "evaluation" / "ensemble" / "results.json",
+              ws.workdir / "evaluation" / "folds" / "results.json",
+              ws.workdir / "evaluation" / "synthetic" / "results.json"), _evaluate),
+        Step("show_tasks", "render the task montage (nnunet_anomaly show-tasks)", (ws.workdir / "task_montage",),
+             (ws.workdir / "task_montage" / "tasks_3d.png",), _show_tasks),
+        Step("report", "write the report", (ws.workdir / "report",), (ws.workdir / "report" / "report.md",), _report,
+             key=f"real_lesions={'yes' if ws.real_lesion_sources else 'no'}"),
+    ]
+    return steps
+
+
+def _synthetic_test(ws: Workspace) -> None:
+    folder = ws.workdir / "synthetic_test"
+    records = build_synthetic_test_set(ws.dataset_raw, folder, cases_per_task=ws.settings.synthetic_cases_per_task)
+    ws.commands.setdefault("synthetic_test", []).append(
+        "python -c 'from nnunet_anomaly.demo import build_synthetic_test_set; "
+        f"build_synthetic_test_set(\"$WORKDIR/nnUNet_raw/{DATASET_NAME}\", \"$WORKDIR/synthetic_test\", "
+        f"cases_per_task={ws.settings.synthetic_cases_per_task})'")
+    write_json(folder / "cases.json", records)
+
+
+def _real_lesions(ws: Workspace) -> None:
+    folder = ws.workdir / "real_lesions"
+    records = prepare_real_lesions(ws.real_lesion_sources, folder)
+    ws.commands.setdefault("real_lesions", []).append(
+        "python -c 'from nnunet_anomaly.demo import find_real_lesions, prepare_real_lesions; "
+        "prepare_real_lesions(find_real_lesions(\".cache/real_lesions\"), \"$WORKDIR/real_lesions\")'")
+    write_json(folder / "cases.json", records)
