@@ -5,10 +5,12 @@ Input: the HCP "Structural Preprocessed" release, one folder per subject with
 skull-stripped, 0.7 mm isotropic. Any folder depth works: every ``T2w_acpc_dc_restore_brain.nii[.gz]``
 under ``--input`` is one subject, named by its first folder below ``--input``.
 
-Per subject (the reference's ``brain_preproc.py``): 0.7 mm -> 1 mm with the edge-preserving rescale,
-z-score inside the brain per channel, crop to the brain's bounding box, pad to even sizes, downsample
-by 2 (so every brain fits 80 x 112 x 80; no padding to exactly that size is written, since nnU-Net
-crops to the nonzero region anyway and chooses its own patch size). Outputs:
+Per subject (the reference's ``brain_preproc.py``): 0.7 mm -> 1 mm with the edge-preserving rescale
+(anti-aliased, as skimage's ``resize`` defaults do), z-score inside the brain per channel, crop to the
+union of the T1 and T2 brain boxes (T1 is read for the box even when only T2 is written, as the
+reference does), pad to even sizes, downsample by 2 (so every brain fits 80 x 112 x 80; no padding to
+exactly that size is written, since nnU-Net crops to the nonzero region anyway and chooses its own
+patch size). Outputs:
 
 * ``imagesTr/HCP_<subject>_0000.nii.gz`` (T2) and ``_0001`` (T1, with ``--with-t1``), float32;
 * ``labelsTr/HCP_<subject>.nii.gz``: 1 = brain mask (no anomaly annotation: the data are healthy);
@@ -28,6 +30,7 @@ from nnunet_anomaly.conversion import (
     brain_channel_names,
     convert_brain_subject,
     dataset_folder_name,
+    check_conversion_options,
     run_conversion,
     resolve_output_root,
     run_cases,
@@ -82,24 +85,28 @@ def build_cases(root: str | Path, dataset_dir: Path, *, with_t1: bool = False) -
     for subject, folder in find_subjects(root).items():
         name = f"HCP_{subject}"
         inputs = [_nifti(folder, T2_NAME)] + ([_nifti(folder, T1_NAME)] if with_t1 else [])
+        # the reference crops to the union of the T1 and T2 boxes: read T1 for the box when it is not a channel
+        box = [] if with_t1 or not _nifti(folder, T1_NAME).is_file() else [_nifti(folder, T1_NAME)]
         images = [dataset_dir / "imagesTr" / f"{name}_{c:04d}.nii.gz" for c in range(len(inputs))]
         label = dataset_dir / "labelsTr" / f"{name}.nii.gz"
         crop_info = dataset_dir / "crop_info" / f"{name}.json"
         kwargs = dict(image_paths=[str(p) for p in inputs], channel_names=["T2", "T1"][: len(inputs)],
                       output_images=[str(p) for p in images], crop_info_path=str(crop_info),
-                      label_path=str(label), label_source="brain", resample_scale=HCP_SCALE)
+                      label_path=str(label), label_source="brain", resample_scale=HCP_SCALE,
+                      box_paths=[str(p) for p in box])
         cases.append(Case(name, (*images, label, crop_info), convert_brain_subject, kwargs))
     return cases
 
 
 def convert(input_root, output_root, *, with_t1: bool = False, num_processes: int = 1,
-            dataset_id: int = DATASET_ID):
-    """Convert every subject; return ``(RunSummary, dataset folder)``. Resumable."""
+            dataset_id: int = DATASET_ID, overwrite: bool = False):
+    """Convert every subject; return ``(RunSummary, dataset folder)``. Resumable; see ``--overwrite``."""
     dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
     cases = build_cases(input_root, dataset_dir, with_t1=with_t1)
-    summary = run_cases(cases, num_processes, desc="HCP")
+    check_conversion_options(dataset_dir, "Dataset501_HCP", {"with_t1": with_t1}, overwrite=overwrite)
+    summary = run_cases(cases, num_processes, desc="HCP", overwrite=overwrite, remove_orphans=overwrite)
     channels, modalities = brain_channel_names(with_t1)
-    num_training = len(list((dataset_dir / "labelsTr").glob("*.nii.gz")))
+    num_training = sum(case.done() for case in cases)  # complete cases only: a failed one leaves no file
     write_dataset_json(
         dataset_dir, channel_names=channels, labels={"background": 0, "brain": 1}, num_training=num_training,
         file_ending=".nii.gz", modalities=modalities,
@@ -121,7 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
     args = parser.parse_args(argv)
     return run_conversion(lambda: convert(args.input, resolve_output_root(args.output), with_t1=args.with_t1,
-                                          num_processes=args.num_processes, dataset_id=args.dataset_id))
+                                          num_processes=args.num_processes, dataset_id=args.dataset_id,
+                                          overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@ Input: the SISS training release, ``<root>/<n>/VSD.Brain.XX.O.MR_T2.<id>/VSD.Bra
 (any depth works: every folder holding an ``.OT.`` volume below it is one case).
 
 Per case, the reference's ``brain_preproc.py`` steps (1 mm data, no resampling, no flip): z-score
-inside the brain per channel, crop to the brain, pad to even, downsample by 2; lesion = OT != 0.
+inside the brain per channel, crop to the union of the T1 and T2 brain boxes, pad to even,
+downsample by 2; lesion = OT != 0.
 
 Like BraTS, a test set (``numTraining: 0``): ``imagesTs`` (``_0000`` = T2, ``_0001`` = T1 with
 ``--with-t1``, the HCP channel order), ``labelsTs`` (1 = lesion), ``brainmasksTs``, ``crop_info``.
@@ -23,6 +24,7 @@ from nnunet_anomaly.conversion import (
     brain_test_case,
     brain_channel_names,
     dataset_folder_name,
+    check_conversion_options,
     run_conversion,
     resolve_output_root,
     run_cases,
@@ -50,6 +52,14 @@ def find_modality(case_dir: Path, tag: str) -> Path:
     if len(hits) > 1:
         raise ValueError(f"more than one {tag} volume under {case_dir}: {[h.name for h in hits]}")
     return hits[0]
+
+
+def _optional_modality(case_dir: Path, tag: str) -> list[Path]:
+    """``[path]`` of the one `tag` volume, or ``[]`` when there is none."""
+    try:
+        return [find_modality(case_dir, tag)]
+    except FileNotFoundError:
+        return []
 
 
 def find_cases(root: str | Path) -> dict[str, Path]:
@@ -80,16 +90,21 @@ def build_cases(root, dataset_dir: Path, *, with_t1: bool = False) -> list[Case]
         # a missing or ambiguous modality fails this case (named in the summary), not the whole run
         try:
             inputs = [find_modality(folder, t) for t in tags]
-            cases.append(brain_test_case(name, dataset_dir, inputs, find_modality(folder, "OT")))
+            # the reference crops to the union of the T1 and T2 boxes: read T1 for the box when it is not a channel
+            box = [] if with_t1 else _optional_modality(folder, "MR_T1")
+            cases.append(brain_test_case(name, dataset_dir, inputs, find_modality(folder, "OT"), box_paths=box))
         except (FileNotFoundError, ValueError) as exc:
             cases.append(brain_test_case(name, dataset_dir, tags, None, failure=str(exc)))
     return cases
 
 
-def convert(input_root, output_root, *, with_t1: bool = False, num_processes: int = 1, dataset_id: int = DATASET_ID):
-    """Convert every case; return ``(RunSummary, dataset folder)``. Resumable."""
+def convert(input_root, output_root, *, with_t1: bool = False, num_processes: int = 1, dataset_id: int = DATASET_ID,
+            overwrite: bool = False):
+    """Convert every case; return ``(RunSummary, dataset folder)``. Resumable; see ``--overwrite``."""
     dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
-    summary = run_cases(build_cases(input_root, dataset_dir, with_t1=with_t1), num_processes, desc="ISLES 2015")
+    cases = build_cases(input_root, dataset_dir, with_t1=with_t1)
+    check_conversion_options(dataset_dir, "Dataset503_ISLES2015", {"with_t1": with_t1}, overwrite=overwrite)
+    summary = run_cases(cases, num_processes, desc="ISLES 2015", overwrite=overwrite, remove_orphans=overwrite)
     channels, modalities = brain_channel_names(with_t1)
     write_dataset_json(
         dataset_dir, channel_names=channels, modalities=modalities,
@@ -97,7 +112,8 @@ def convert(input_root, output_root, *, with_t1: bool = False, num_processes: in
         description="ISLES 2015 SISS training cases as an anomaly-localisation TEST set (numTraining 0, no "
                     "imagesTr): predict imagesTs with the Dataset501_HCP models. Preprocessed like HCP "
                     "(z-score in brain, crop, pad to even, downsample x2).",
-        label_meaning="labelsTs: 1 = ischaemic stroke lesion (OT != 0); brainmasksTs: 1 = brain (evaluation region)",
+        label_meaning="labelsTs: 1 = ischaemic stroke lesion (OT != 0); brainmasksTs: 1 = brain (nnunet_anomaly evaluate "
+                      "reports its numbers inside it beside the paper's whole-canvas numbers)",
         crop_info="crop_info/<case>.json: shapes, bbox, padding and output affine",
         licence="ISLES 2015 challenge data terms (registration at isles-challenge.org / SMIR); cite the ISLES 2015 "
                 "paper; do not redistribute",
@@ -112,7 +128,8 @@ def main(argv=None) -> int:
     parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
     args = parser.parse_args(argv)
     return run_conversion(lambda: convert(args.input, resolve_output_root(args.output), with_t1=args.with_t1,
-                                          num_processes=args.num_processes, dataset_id=args.dataset_id))
+                                          num_processes=args.num_processes, dataset_id=args.dataset_id,
+                                          overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -23,6 +23,12 @@ the channel is called ``noNorm`` so nnU-Net keeps those intensities.
   consensus boxes.
 
 The split lists ship with this package (``nnunet_anomaly/data/ddad_split.json``, MIT licence beside it).
+With ``--ddad-split paper`` (the default) they are used as the paper and its code
+(``multitask_method/data/vindr_cxr.py``) use them: only images that all three radiologists labelled
+"No finding" (``annotations/image_labels_train.csv``) stay healthy; the DDAD training and healthy test
+lists lose the others (52 and 10 in VinDr 1.0.0) and are refilled to 4000 and 1000 from the other
+unanimously healthy training images, in sorted order: the first ones for training, the last ones for
+testing. ``--ddad-split ddad`` keeps DDAD's lists as they are.
 """
 from __future__ import annotations
 
@@ -41,6 +47,7 @@ from nnunet_anomaly.conversion import (
     add_common_arguments,
     boxes_to_mask,
     dataset_folder_name,
+    check_conversion_options,
     run_conversion,
     preprocess_radiograph,
     read_dicom,
@@ -55,10 +62,13 @@ DATASET_NAME = "VinDrCXR"
 SIZE = 256
 HEALTHY_CLASS = "No finding"
 SPLITS = ("ddad_train", "ddad_test", "vindr_test")
+DDAD_SPLIT_MODES = ("paper", "ddad")
 REQUIRED_COLUMNS = ("image_id", "class_name", "x_min", "y_min", "x_max", "y_max")
+#: radiologists who read every VinDr training image; "fully healthy" = all of them said "No finding"
+N_READERS = 3
 
-__all__ = ["load_ddad_split", "read_annotations", "find_dicom", "convert_radiograph", "build_cases",
-           "convert", "main"]
+__all__ = ["load_ddad_split", "read_fully_healthy", "paper_ddad_split", "read_annotations", "find_dicom",
+           "convert_radiograph", "build_cases", "convert", "main"]
 
 
 def load_ddad_split(path: str | Path | None = None) -> dict[str, list[str]]:
@@ -86,6 +96,75 @@ def load_ddad_split(path: str | Path | None = None) -> dict[str, list[str]]:
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{source} is not a DDAD split (expected train/0, test/0, test/1 lists): {exc}") from exc
     return {key: [Path(str(name)).stem for name in names] for key, names in split.items()}
+
+
+def read_fully_healthy(path: str | Path) -> list[str]:
+    """Image ids that every radiologist labelled "No finding" in VinDr's ``image_labels_train.csv``, sorted.
+
+    The file has one row per (image, radiologist) with a 0/1 column per label; an image is fully
+    healthy when its "No finding" column sums to 3, as ``vindr_cxr.py`` counts it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing per-image label file: {path} (VinDr's annotations/image_labels_train.csv; "
+                                "the paper's DDAD split needs it; --ddad-split ddad uses DDAD's lists as they are)")
+    votes: dict[str, int] = defaultdict(int)
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        missing = [c for c in ("image_id", HEALTHY_CLASS) if c not in (reader.fieldnames or [])]
+        if missing:
+            raise ValueError(f"{path}: missing column(s) {missing}; VinDr's layout is image_id, rad_id, one 0/1 "
+                             "column per label (including 'No finding')")
+        for line, row in enumerate(reader, start=2):
+            image_id = row["image_id"].strip()
+            try:
+                vote = int(float(row[HEALTHY_CLASS]))
+            except (TypeError, ValueError):
+                raise ValueError(f"{path}, line {line}: 'No finding' of {image_id} is {row[HEALTHY_CLASS]!r}, "
+                                 "not 0 or 1") from None
+            votes[image_id] += vote
+    return sorted(image_id for image_id, count in votes.items() if count == N_READERS)
+
+
+def paper_ddad_split(ddad: dict[str, list[str]], fully_healthy) -> dict[str, list[str]]:
+    """The DDAD split as the paper uses it: healthy lists keep only fully healthy images, refilled.
+
+    The DDAD training and healthy test lists drop the images that not every radiologist labelled
+    "No finding"; each is refilled to its original length from the other fully healthy images (sorted
+    by id): the training list from the first of them, the test list from the last, so the two never
+    overlap (``multitask_method/data/vindr_cxr.py``). The abnormal test list is unchanged.
+
+    Returns
+    -------
+    dict
+        ``train``, ``test_healthy``, ``test_abnormal`` and, for the record, ``dropped_train``,
+        ``dropped_test``, ``added_train``, ``added_test``.
+
+    Examples
+    --------
+    >>> ddad = {"train": ["a", "b", "x"], "test_healthy": ["c", "y"], "test_abnormal": ["z"]}
+    >>> split = paper_ddad_split(ddad, ["a", "b", "c", "d", "e", "f"])
+    >>> split["train"], split["test_healthy"], split["dropped_train"], split["added_test"]
+    (['a', 'b', 'd'], ['c', 'f'], ['x'], ['f'])
+    """
+    healthy = set(fully_healthy)
+    train = [s for s in ddad["train"] if s in healthy]
+    test = [s for s in ddad["test_healthy"] if s in healthy]
+    used = set(train) | set(test)
+    extra = [s for s in sorted(healthy) if s not in used]
+    n_train, n_test = len(ddad["train"]) - len(train), len(ddad["test_healthy"]) - len(test)
+    if len(extra) <= n_train + n_test:
+        raise ValueError(f"only {len(extra)} other fully healthy images to refill {n_train} training and {n_test} "
+                         "test images without overlap; is image_labels_train.csv complete?")
+    added_train, added_test = extra[:n_train], (extra[-n_test:] if n_test else [])
+    abnormal_healthy = sorted(healthy & set(ddad["test_abnormal"]))
+    if abnormal_healthy:
+        raise ValueError(f"{len(abnormal_healthy)} DDAD abnormal test images are labelled 'No finding' by every "
+                         f"radiologist (e.g. {', '.join(abnormal_healthy[:3])}); the label file does not match VinDr")
+    return {"train": train + added_train, "test_healthy": test + added_test, "test_abnormal": list(ddad["test_abnormal"]),
+            "dropped_train": [s for s in ddad["train"] if s not in healthy],
+            "dropped_test": [s for s in ddad["test_healthy"] if s not in healthy],
+            "added_train": added_train, "added_test": added_test}
 
 
 def read_annotations(path: str | Path) -> dict[str, list[tuple[float, float, float, float]]]:
@@ -143,15 +222,24 @@ def convert_radiograph(*, dicom_path: str, image_path: str, label_path: str, box
 
 
 def build_cases(root, dataset_dir: Path, *, splits=SPLITS, split_json=None, train_annotations=None,
-                test_annotations=None) -> list[Case]:
-    """One case per image of the chosen `splits`; annotation CSVs are read (and checked) up front."""
+                test_annotations=None, ddad_split: str = "paper", image_labels=None) -> list[Case]:
+    """One case per image of the chosen `splits`; annotation CSVs are read (and checked) up front.
+
+    `ddad_split` 'paper' (default) applies :func:`paper_ddad_split` with the fully healthy images of
+    `image_labels` (default ``<root>/annotations/image_labels_train.csv``); 'ddad' uses DDAD's lists.
+    """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"VinDr-CXR input folder does not exist: {root}")
     unknown = set(splits) - set(SPLITS)
     if unknown:
         raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {SPLITS}")
+    if ddad_split not in DDAD_SPLIT_MODES:
+        raise ValueError(f"unknown DDAD split {ddad_split!r}; choose one of {DDAD_SPLIT_MODES}")
     ddad = load_ddad_split(split_json)
+    if ddad_split == "paper" and {"ddad_train", "ddad_test"} & set(splits):
+        labels_csv = Path(image_labels) if image_labels else root / "annotations" / "image_labels_train.csv"
+        ddad = paper_ddad_split(ddad, read_fully_healthy(labels_csv))
     train_csv = Path(train_annotations) if train_annotations else root / "annotations" / "annotations_train.csv"
     test_csv = Path(test_annotations) if test_annotations else root / "annotations" / "annotations_test.csv"
     cases: list[Case] = []
@@ -181,18 +269,29 @@ def build_cases(root, dataset_dir: Path, *, splits=SPLITS, split_json=None, trai
 
 
 def convert(input_root, output_root, *, splits=SPLITS, num_processes: int = 1, dataset_id: int = DATASET_ID,
-            split_json=None, train_annotations=None, test_annotations=None):
-    """Convert the chosen splits; return ``(RunSummary, dataset folder)``. Resumable."""
+            split_json=None, train_annotations=None, test_annotations=None, ddad_split: str = "paper",
+            image_labels=None, overwrite: bool = False):
+    """Convert the chosen splits; return ``(RunSummary, dataset folder)``. Resumable; see ``--overwrite``."""
     dataset_dir = Path(output_root) / dataset_folder_name(dataset_id, DATASET_NAME)
     cases = build_cases(input_root, dataset_dir, splits=splits, split_json=split_json,
-                        train_annotations=train_annotations, test_annotations=test_annotations)
-    summary = run_cases(cases, num_processes, desc="VinDr-CXR")
-    num_training = len(list((dataset_dir / "labelsTr").glob("*.nii.gz")))
+                        train_annotations=train_annotations, test_annotations=test_annotations,
+                        ddad_split=ddad_split, image_labels=image_labels)
+    # --splits adds cases; everything else changes what a case holds or which images a split has
+    check_conversion_options(dataset_dir, "Dataset504_VinDrCXR",
+                             {"size": SIZE, "ddad_split": ddad_split, "split_json": split_json}, overwrite=overwrite)
+    summary = run_cases(cases, num_processes, desc="VinDr-CXR", overwrite=overwrite, remove_orphans=overwrite)
+    num_training = sum(case.done() for case in cases if case.name.startswith("imagesTr/"))
+    if not any(case.name.startswith("imagesTr/") for case in cases):  # training split not in this run
+        num_training = len(list((dataset_dir / "imagesTr").glob("*_0000.nii.gz")))
     write_dataset_json(
         dataset_dir, channel_names={0: "noNorm"}, labels={"background": 0, "anomaly_region": 1},
         num_training=num_training, file_ending=".nii.gz",
         description="VinDr-CXR with the DDAD split: windowed, MONOCHROME1-inverted, histogram-equalised, [-1, 1], "
                     "256x256 2D NIfTI (float32; channel noNorm keeps the paper's intensities).",
+        ddad_split=("paper: DDAD's healthy lists without the images not every radiologist labelled 'No finding', "
+                    "refilled from the other unanimously healthy training images (first ones for training, last "
+                    "ones for testing), as multitask_method/data/vindr_cxr.py" if ddad_split == "paper"
+                    else "ddad: DDAD's lists as published"),
         label_meaning="labelsTr: 1 = the whole image (healthy training data; anomalies may be placed anywhere, as in "
                       "the reference). labelsTs (DDAD test) and labelsTs_vindrtest (official test, consensus): "
                       "1 = union of all abnormal-finding boxes, all-zero for 'No finding' images.",
@@ -211,12 +310,19 @@ def main(argv=None) -> int:
     parser.add_argument("--split-json", default=None, help="DDAD split json (default: the packaged copy)")
     parser.add_argument("--train-annotations", default=None, help="default: <input>/annotations/annotations_train.csv")
     parser.add_argument("--test-annotations", default=None, help="default: <input>/annotations/annotations_test.csv")
+    parser.add_argument("--ddad-split", choices=DDAD_SPLIT_MODES, default="paper",
+                        help="paper (default): keep only images all 3 radiologists labelled 'No finding' and refill "
+                             "DDAD's healthy lists as the paper's code does (needs image_labels_train.csv); "
+                             "ddad: DDAD's lists as published")
+    parser.add_argument("--image-labels", default=None,
+                        help="default: <input>/annotations/image_labels_train.csv (for --ddad-split paper)")
     parser.add_argument("-d", "--dataset-id", type=int, default=DATASET_ID)
     args = parser.parse_args(argv)
     return run_conversion(lambda: convert(args.input, resolve_output_root(args.output), splits=tuple(args.splits),
                                           num_processes=args.num_processes, dataset_id=args.dataset_id,
                                           split_json=args.split_json, train_annotations=args.train_annotations,
-                                          test_annotations=args.test_annotations))
+                                          test_annotations=args.test_annotations, ddad_split=args.ddad_split,
+                                          image_labels=args.image_labels, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -383,12 +383,16 @@ def main(argv=None) -> int:
     add_common_arguments(parser)
     parser.add_argument("-d", "--dataset-id", type=int, default=DEFAULT_DATASET_ID)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-training", type=int, default=20)
+    parser.add_argument("--num-training", type=int, default=20, help="augmented training subjects (default 20)")
+    parser.add_argument("--num-test-healthy", type=int, default=2, help="healthy test subjects (default 2)")
+    parser.add_argument("--num-test-per-anomaly", type=int, default=2,
+                        help="test subjects per lesion type, tumour and cyst (default 2)")
     args = parser.parse_args(argv)
     try:
         root = resolve_output_root(args.output)
         path = build_demo_dataset(root, args.dataset_id, seed=args.seed, num_processes=args.num_processes,
-                                  num_training=args.num_training, verbose=True)
+                                  num_training=args.num_training, num_test_healthy=args.num_test_healthy,
+                                  num_test_per_anomaly=args.num_test_per_anomaly, verbose=True)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

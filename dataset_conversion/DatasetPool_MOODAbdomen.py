@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_anomaly._io import atomic_path
-from nnunet_anomaly.conversion import Case, body_mask_from_corner, run_conversion, resolve_output_root, run_cases, zscore_in_mask
+from nnunet_anomaly.conversion import (Case, body_mask_from_corner, check_conversion_options, resolve_output_root,
+                                       run_cases, run_conversion, zscore_in_mask)
 
 DEFAULT_SIZE = 128
 DEFAULT_THRESHOLD = 0.03
@@ -49,12 +50,11 @@ def convert_volume(*, input_path: str, image_path: str, mask_path: str, size: in
     """Resample one CT volume to `size`^3, mask the body, z-score inside it, write image and mask."""
     import SimpleITK as sitk
 
+    from nnunet_anomaly._io import read_image
+
     if not Path(input_path).is_file():
         raise FileNotFoundError(f"missing input file: {input_path}")
-    try:
-        image = sitk.ReadImage(str(input_path), sitk.sitkFloat32)
-    except RuntimeError as exc:
-        raise ValueError(f"cannot read {input_path}: {str(exc).strip().splitlines()[-1]}") from exc
+    image = sitk.Cast(read_image(input_path), sitk.sitkFloat32)  # read in full: a cut file is an error naming it
     if image.GetDimension() != 3:
         raise ValueError(f"{input_path}: expected a 3D volume, got {image.GetDimension()}D")
     in_size = np.array(image.GetSize(), float)
@@ -76,8 +76,8 @@ def convert_volume(*, input_path: str, image_path: str, mask_path: str, size: in
 
 
 def convert(input_root, output_folder, *, size: int = DEFAULT_SIZE, threshold: float = DEFAULT_THRESHOLD,
-            num_processes: int = 1):
-    """Convert every volume; return ``(RunSummary, output folder)``. Resumable."""
+            num_processes: int = 1, overwrite: bool = False):
+    """Convert every volume; return ``(RunSummary, output folder)``. Resumable; see ``--overwrite``."""
     output_folder = Path(output_folder)
     cases = []
     for path in find_volumes(input_root):
@@ -86,7 +86,9 @@ def convert(input_root, output_folder, *, size: int = DEFAULT_SIZE, threshold: f
         mask = output_folder / "masks" / f"{name}.nii.gz"
         kwargs = dict(input_path=str(path), image_path=str(image), mask_path=str(mask), size=size, threshold=threshold)
         cases.append(Case(name, (image, mask), convert_volume, kwargs))
-    return run_cases(cases, num_processes, desc="MOOD pool"), output_folder
+    check_conversion_options(output_folder, "DatasetPool_MOODAbdomen", {"size": size, "threshold": threshold},
+                             overwrite=overwrite)
+    return run_cases(cases, num_processes, desc="MOOD pool", overwrite=overwrite, remove_orphans=overwrite), output_folder
 
 
 def main(argv=None) -> int:
@@ -98,10 +100,12 @@ def main(argv=None) -> int:
     parser.add_argument("--size", type=int, default=DEFAULT_SIZE, help="output edge length (default 128)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="upper background intensity of the corner region (0.03 abdomen; 0 for MOOD brain)")
+    parser.add_argument("--overwrite", action="store_true", help="convert every volume again and delete files no "
+                        "volume produces any more (needed to re-run with other options)")
     args = parser.parse_args(argv)
     return run_conversion(lambda: convert(args.input, args.output or resolve_output_root(None) / DEFAULT_FOLDER_NAME,
                                           size=args.size, threshold=args.threshold,
-                                          num_processes=args.num_processes))
+                                          num_processes=args.num_processes, overwrite=args.overwrite))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ in the source's world space and the crop/pad bookkeeping (``crop_info``) can und
 """
 from __future__ import annotations
 
+import json
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence, Tuple
 import numpy as np
 from scipy import ndimage
 
-from nnunet_anomaly._io import atomic_path, write_json
+from nnunet_anomaly._io import atomic_path, remove_stale_temporaries, write_json
 
 __all__ = [
     "RAW_ENV",
@@ -49,6 +50,7 @@ __all__ = [
     "Case",
     "RunSummary",
     "run_cases",
+    "check_conversion_options",
     "write_dataset_json",
     "add_common_arguments",
 ]
@@ -96,7 +98,7 @@ def dataset_folder_name(dataset_id: int, name: str) -> str:
 
 
 def add_common_arguments(parser, *, input_help: str | None = None) -> None:
-    """Add ``--output`` and ``-np`` (and ``--input`` if `input_help` is given) to an argparse parser."""
+    """Add ``--output``, ``-np`` and ``--overwrite`` (and ``--input`` if `input_help` is given) to a parser."""
     if input_help is not None:
         parser.add_argument("-i", "--input", required=True, help=input_help)
     parser.add_argument(
@@ -105,6 +107,9 @@ def add_common_arguments(parser, *, input_help: str | None = None) -> None:
     )
     parser.add_argument("-np", "--num-processes", type=int, default=1, dest="num_processes",
                         help="number of worker processes (default 1)")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="convert every case again, also finished ones, and delete files no case produces "
+                             "any more (needed to re-run with other options)")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -125,7 +130,9 @@ def edge_preserving_rescale(image: np.ndarray, scale: float) -> np.ndarray:
     The reference's trick: rescale the image and its ``> 0`` mask with the same linear filter, zero
     the voxels whose rescaled mask is below 0.5 and divide the rest by the rescaled mask. Blurred
     edge voxels are thus renormalised (a normalised convolution), so the z-score afterwards is not
-    biased by half-background voxels.
+    biased by half-background voxels. Both go through ``skimage.transform.resize`` exactly as the
+    reference calls it: linear, with skimage's Gaussian anti-aliasing when shrinking and its default
+    ``reflect`` boundary.
 
     Parameters
     ----------
@@ -149,7 +156,9 @@ def edge_preserving_rescale(image: np.ndarray, scale: float) -> np.ndarray:
 
     image = np.asarray(image, dtype=np.float32)
     mask = (image > 0).astype(np.float32)
-    kwargs = dict(order=1, mode="constant", cval=0.0, anti_aliasing=False, preserve_range=True)
+    # the reference's skimage.transform.resize(x, shape * scale, order=1, preserve_range=True): its defaults
+    # anti-alias when shrinking and use the 'reflect' boundary
+    kwargs = dict(order=1, mode="reflect", anti_aliasing=scale < 1, preserve_range=True)
     small = rescale(image, scale, **kwargs).astype(np.float32)
     small_mask = rescale(mask, scale, **kwargs).astype(np.float32)
     keep = small_mask >= 0.5
@@ -215,8 +224,9 @@ def pad_to_even(image: np.ndarray, cval: float = 0) -> tuple[np.ndarray, tuple[t
 def downsample_by_two(image: np.ndarray, *, is_label: bool = False) -> np.ndarray:
     """Halve every axis of an even-sized array: linear with anti-aliasing, or nearest for labels.
 
-    This is the reference's ``skimage.transform.rescale(x, 0.5)`` (order 1, skimage's default
-    Gaussian anti-aliasing) for images and order 0 without anti-aliasing for segmentations.
+    This is the reference's ``skimage.transform.resize(x, shape / 2, order=1, preserve_range=True)``:
+    linear with skimage's default Gaussian anti-aliasing and its default ``reflect`` boundary for
+    images, order 0 without anti-aliasing for segmentations.
 
     Examples
     --------
@@ -230,10 +240,10 @@ def downsample_by_two(image: np.ndarray, *, is_label: bool = False) -> np.ndarra
     if any(s % 2 for s in np.shape(image)):
         raise ValueError(f"downsample_by_two needs even sizes, got {np.shape(image)}; call pad_to_even first")
     if is_label:
-        out = rescale(image, 0.5, order=0, anti_aliasing=False, preserve_range=True, mode="constant")
+        out = rescale(image, 0.5, order=0, anti_aliasing=False, preserve_range=True, mode="reflect")
         return out.astype(np.asarray(image).dtype)
     return rescale(np.asarray(image, np.float32), 0.5, order=1, anti_aliasing=True,
-                   preserve_range=True, mode="constant").astype(np.float32)
+                   preserve_range=True, mode="reflect").astype(np.float32)
 
 
 def brain_foreground(channels: np.ndarray) -> np.ndarray:
@@ -268,13 +278,15 @@ def preprocess_brain(
     flip_axis: int | None = None,
     max_crop_shape: Sequence[int] | None = (160, 224, 160),
     channel_names: Sequence[str] | None = None,
+    box_channels: Sequence[np.ndarray] = (),
 ) -> BrainCase:
     """The reference's brain pipeline (``brain_preproc.py``) for one subject.
 
     1. optional edge-preserving rescale (HCP: 0.7 mm -> 1 mm, ``resample_scale=0.7``); the
        segmentation is resized nearest-neighbour;
     2. z-score each channel over its ``> 0`` voxels (background stays 0);
-    3. crop to the union bounding box of the channels' ``> 0`` voxels;
+    3. crop to the union bounding box of the ``> 0`` voxels of the channels and of `box_channels`
+       (the reference always crops to the union of the T1 and T2 boxes, also when only T2 is used);
     4. optional flip (BraTS: axis 1, to HCP's orientation);
     5. pad to even sizes (at the end of each axis) and downsample by 2.
 
@@ -292,6 +304,9 @@ def preprocess_brain(
         The reference asserts that the brain box fits 160x224x160 (so the output fits 80x112x80).
     channel_names : sequence of str, optional
         Only used in error messages.
+    box_channels : sequence of ndarray, optional
+        Volumes of the same subject (and shape) that only widen the crop box, e.g. T1 when only T2 is
+        converted; they are rescaled like the channels and not returned.
 
     Returns
     -------
@@ -321,6 +336,9 @@ def preprocess_brain(
             raise ValueError(f"{name} has no positive voxels (is it a skull-stripped brain?)")
         if np.ptp(v[v > 0]) == 0:
             raise ValueError(f"{name} is constant inside the brain; it cannot be z-scored")
+    boxes = [np.asarray(b, dtype=np.float32) for b in box_channels]
+    if any(b.shape != vols[0].shape for b in boxes):
+        raise ValueError(f"box channel shapes {[b.shape for b in boxes]} differ from the image shape {vols[0].shape}")
     seg = None if segmentation is None else np.asarray(segmentation)
     if seg is not None and seg.shape != vols[0].shape:
         raise ValueError(f"segmentation shape {seg.shape} differs from image shape {vols[0].shape}")
@@ -330,6 +348,7 @@ def preprocess_brain(
     if resample_scale is not None:
         in_shape = vols[0].shape
         vols = [edge_preserving_rescale(v, resample_scale) for v in vols]
+        boxes = [edge_preserving_rescale(b, resample_scale) for b in boxes]
         if seg is not None:
             from skimage.transform import resize
 
@@ -344,7 +363,10 @@ def preprocess_brain(
     union = np.zeros(vols[0].shape, bool)
     for v in vols:
         union |= v != 0
+    for b in boxes:
+        union |= b > 0
     bbox = nonzero_bbox(union)
+    info["crop_box_channels"] = len(vols) + len(boxes)
     size = tuple(b - a for a, b in bbox)
     if max_crop_shape is not None and any(s > m for s, m in zip(size, max_crop_shape)):
         raise ValueError(f"brain bounding box {size} exceeds {tuple(max_crop_shape)} (wrong resolution?)")
@@ -430,9 +452,12 @@ def read_nifti(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """Read a NIfTI volume as ``(float32 array, affine)``; a clear error names a bad file."""
     import nibabel as nib
 
+    from nnunet_anomaly._io import check_complete
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"missing input file: {path}")
+    check_complete(path)  # nibabel reads a gzip stream cut after its data without complaint
     try:
         img = nib.load(str(path))
         data = np.asanyarray(img.dataobj).astype(np.float32)
@@ -595,29 +620,57 @@ def boxes_to_mask(boxes: Iterable[Sequence[float]], original_shape: Sequence[int
 
 
 def natural_image_to_unit_range(image: np.ndarray, size: int = 256, intermediate_size: int = 512) -> np.ndarray:
-    """The reference's ImageNet preprocessing: grey -> resize 512 -> equalise -> [-1, 1] -> resize `size`.
+    """The reference's ImageNet preprocessing (``imagenet_preproc.py``), step for step.
+
+    1. RGB in [0, 1] (torchvision's ``pil_loader`` + ``ToTensor``: a grey image is copied to three
+       channels, an alpha channel dropped);
+    2. grey = 0.2989 R + 0.587 G + 0.114 B (torchvision's ``Grayscale``, ITU-R 601-2 luma);
+    3. bilinear resize to `intermediate_size`\ :sup:`2` with anti-aliasing (``Resize(..., antialias=True)`` on
+       a tensor, i.e. ``torch.nn.functional.interpolate(mode="bilinear", antialias=True)``);
+    4. ``skimage.exposure.equalize_hist(x, nbins=256)``, then ``2 x - 1`` (so the darkest value is
+       slightly above -1, as in the reference);
+    5. ``skimage.transform.resize`` to `size`\ :sup:`2` (linear, anti-aliased, the reference's
+       low-resolution copy).
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(H, W, 3)`` or ``(H, W, 4)`` RGB(A), or ``(H, W)`` grey; uint8 (or uint16), or floats in [0, 1].
+
+    Returns
+    -------
+    ndarray of float32, shape (size, size)
 
     Examples
     --------
     >>> rgb = np.random.default_rng(0).integers(0, 255, (40, 30, 3)).astype(np.uint8)
     >>> out = natural_image_to_unit_range(rgb, size=16, intermediate_size=32)
-    >>> out.shape, bool(out.min() >= -1 and out.max() <= 1)
-    ((16, 16), True)
+    >>> out.shape, out.dtype, bool(-1 <= out.min() and out.max() <= 1)
+    ((16, 16), dtype('float32'), True)
     """
-    from skimage.color import rgb2gray, rgba2rgb
+    import torch
+    from skimage import exposure
+    from skimage.transform import resize
 
     image = np.asarray(image)
-    if image.ndim == 3 and image.shape[-1] == 4:
-        image = rgba2rgb(image)
-    if image.ndim == 3 and image.shape[-1] == 3:
-        image = rgb2gray(image)
-    elif image.ndim == 3 and image.shape[-1] == 1:
-        image = image[..., 0]
-    if image.ndim != 2:
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=-1)  # PIL's convert("RGB") of a grey image
+    if image.ndim != 3 or image.shape[-1] not in (3, 4):
         raise ValueError(f"expected a grey or RGB(A) image, got shape {image.shape}")
-    image = _aa_resize(image.astype(np.float32), (intermediate_size, intermediate_size))
-    image = equalise_to_unit_range(image)
-    return np.clip(_aa_resize(image, (size, size)), -1.0, 1.0)
+    rgb = image[..., :3]
+    if np.issubdtype(rgb.dtype, np.integer):
+        rgb = rgb.astype(np.float32) / np.float32(np.iinfo(rgb.dtype).max)
+    tensor = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)
+    red, green, blue = tensor.unbind(dim=0)
+    grey = (0.2989 * red + 0.587 * green + 0.114 * blue).to(torch.float32)
+    with torch.no_grad():
+        large = torch.nn.functional.interpolate(grey[None, None], size=(intermediate_size, intermediate_size),
+                                                mode="bilinear", align_corners=False, antialias=True)
+    large = large[0, 0].numpy()
+    if np.ptp(large) == 0:
+        raise ValueError("the image is constant; it cannot be histogram-equalised")
+    unit = exposure.equalize_hist(large, nbins=256) * 2 - 1
+    return resize(unit, (size, size), anti_aliasing=True, preserve_range=True).astype(np.float32)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -667,10 +720,11 @@ class RunSummary:
     converted: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    removed: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
         lines = [f"converted {len(self.converted)}, skipped {len(self.skipped)} (already done), "
-                 f"failed {len(self.failed)}"]
+                 f"failed {len(self.failed)}" + (f", removed {len(self.removed)} stale file(s)" if self.removed else "")]
         lines += [f"  FAILED {name}: {msg}" for name, msg in sorted(self.failed.items())]
         return "\n".join(lines)
 
@@ -689,13 +743,36 @@ def _tqdm(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="case", file=sys.stderr, disable=None)
 
 
+def _failure_message(exc: BaseException) -> str:
+    """One line for a failed case: our errors as they are, anything else with its type (never a traceback)."""
+    text = " ".join(str(exc).split()) or "(no message)"
+    if isinstance(exc, (ValueError, FileNotFoundError)):
+        return text
+    return f"{type(exc).__name__}: {text}"
+
+
+def _remove_outputs(case: Case) -> None:
+    """Delete what a failed case wrote, so no half-converted case (a label without its image) remains."""
+    for path in case.outputs:
+        Path(path).unlink(missing_ok=True)
+
+
 def run_cases(cases: Sequence[Case], num_processes: int = 1, *, desc: str = "converting",
-              overwrite: bool = False) -> RunSummary:
+              overwrite: bool = False, remove_orphans: bool = False) -> RunSummary:
     """Run every unfinished case (resumable: cases whose outputs all exist are skipped).
 
-    A case that raises is recorded as failed with its message and the others go on; outputs are
-    written by the case functions through ``atomic_path``, so a failed or interrupted case leaves
-    no partial file and is simply redone next time.
+    A case that raises any exception is recorded as failed with a one-line message and the others go
+    on (only Ctrl-C stops the run); the failed case's outputs are deleted, so it leaves no file
+    behind. Outputs are written through ``atomic_path``; temporary files that a killed earlier run
+    left in the output folders are deleted first.
+
+    Parameters
+    ----------
+    overwrite : bool
+        Redo every case, finished or not.
+    remove_orphans : bool
+        Also delete the files in the cases' output folders that no case produces (the outputs of an
+        earlier run with other options, e.g. a second channel no longer converted).
 
     Examples
     --------
@@ -711,6 +788,16 @@ def run_cases(cases: Sequence[Case], num_processes: int = 1, *, desc: str = "con
     if len(set(names)) != len(names):
         raise ValueError("case names must be unique")
     summary = RunSummary()
+    folders = sorted({Path(p).parent for case in cases for p in case.outputs})
+    for folder in folders:
+        remove_stale_temporaries(folder)
+    if remove_orphans:
+        produced = {Path(p).resolve() for case in cases for p in case.outputs}
+        for folder in folders:
+            for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+                if path.is_file() and not path.name.startswith(".") and path.resolve() not in produced:
+                    path.unlink()
+                    summary.removed.append(str(path))
     todo = []
     for case in cases:
         if not overwrite and case.done():
@@ -723,21 +810,60 @@ def run_cases(cases: Sequence[Case], num_processes: int = 1, *, desc: str = "con
                 try:
                     case.function(**case.kwargs)
                     summary.converted.append(case.name)
-                except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
-                    summary.failed[case.name] = str(exc)
+                except Exception as exc:  # noqa: BLE001 - one bad case must not abort the others
+                    _remove_outputs(case)
+                    summary.failed[case.name] = _failure_message(exc)
                 bar.update()
         else:
             with ProcessPoolExecutor(max_workers=num_processes) as pool:
-                futures = {pool.submit(_call, c.function, c.kwargs): c.name for c in todo}
-                for future in futures:
-                    name = futures[future]
+                futures = {pool.submit(_call, c.function, c.kwargs): c for c in todo}
+                for future, case in futures.items():
                     try:
                         future.result()
-                        summary.converted.append(name)
-                    except (ValueError, FileNotFoundError, OSError, RuntimeError) as exc:
-                        summary.failed[name] = str(exc)
+                        summary.converted.append(case.name)
+                    except Exception as exc:  # noqa: BLE001 - includes a worker killed by the system
+                        _remove_outputs(case)
+                        summary.failed[case.name] = _failure_message(exc)
                     bar.update()
     return summary
+
+
+#: the record of how a folder was converted, checked on every re-run
+OPTIONS_FILE = "conversion.json"
+
+
+def check_conversion_options(folder, script: str, options: Mapping[str, Any], *, overwrite: bool = False) -> Path:
+    """Refuse to mix outputs of different conversion options in one folder; record the options.
+
+    A re-run skips finished cases, so a run with other options (another size, one channel instead
+    of two, another seed) would silently keep the old outputs beside the new ones. The options of a
+    run are written to ``<folder>/conversion.json``; a later run with different options stops with
+    the difference, unless `overwrite` (``--overwrite``: every case is redone and files no case
+    produces any more are deleted).
+
+    Raises
+    ------
+    ValueError
+        The folder was converted with other options and `overwrite` is False.
+    """
+    folder = Path(folder)
+    record = folder / OPTIONS_FILE
+    wanted = {"script": script, "options": json.loads(json.dumps(dict(options), default=str))}
+    if record.is_file() and not overwrite:
+        from nnunet_anomaly._io import check_complete
+
+        previous = json.loads(check_complete(record).read_text(encoding="utf-8"))
+        if previous != wanted:
+            old, new = previous.get("options", {}), wanted["options"]
+            changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))
+                       if old.get(key) != new.get(key)]
+            if previous.get("script") != script:
+                changed.insert(0, f"script: {previous.get('script')!r} -> {script!r}")
+            raise ValueError(f"{folder} was converted with other options ({'; '.join(changed)}); its finished cases "
+                             "would be kept as they are. Pass --overwrite to convert every case again (and delete "
+                             "files that no case produces any more), or choose another output folder")
+    write_json(record, wanted)
+    return record
 
 
 def brain_channel_names(with_t1: bool) -> tuple[dict[int, str], dict[str, str]]:
@@ -783,7 +909,8 @@ def write_dataset_json(
 # one brain subject, end to end (used by Dataset501/502/503)
 # ----------------------------------------------------------------------------------------------
 def brain_test_case(name: str, dataset_dir: Path, input_paths: Sequence[Path], segmentation_path: Path | None,
-                    *, flip_axis: int | None = None, failure: str | None = None) -> Case:
+                    *, flip_axis: int | None = None, failure: str | None = None,
+                    box_paths: Sequence[Path] = ()) -> Case:
     """One BraTS/ISLES-style test case: ``imagesTs`` channels, ``labelsTs`` lesion, ``brainmasksTs``, crop info.
 
     With `failure` set (a missing or ambiguous input found while listing cases) the case is recorded as
@@ -800,7 +927,7 @@ def brain_test_case(name: str, dataset_dir: Path, input_paths: Sequence[Path], s
     kwargs = dict(image_paths=[str(p) for p in input_paths], channel_names=["T2", "T1"][: len(input_paths)],
                   output_images=[str(p) for p in images], crop_info_path=str(crop_info),
                   label_path=str(label), label_source="lesion", segmentation_path=str(segmentation_path),
-                  brain_mask_path=str(brain), flip_axis=flip_axis)
+                  brain_mask_path=str(brain), flip_axis=flip_axis, box_paths=[str(p) for p in box_paths])
     return Case(name, outputs, convert_brain_subject, kwargs)
 
 
@@ -820,8 +947,12 @@ def convert_brain_subject(
     brain_mask_path: str | None = None,
     resample_scale: float | None = None,
     flip_axis: int | None = None,
+    box_paths: Sequence[str] = (),
 ) -> None:
     """Read one subject's channels (and lesion segmentation), preprocess, write every output.
+
+    `box_paths` are volumes of the subject that only widen the crop box (T1 when only T2 is written),
+    as the reference crops every subject to the union of its T1 and T2 boxes.
 
     `label_source` is ``"brain"`` (label = brain mask, for healthy training data) or ``"lesion"``
     (label = every nonzero class of `segmentation_path`, for test sets). The image files are
@@ -838,6 +969,12 @@ def convert_brain_subject(
             raise ValueError(f"{path}: shape {data.shape} differs from {image_paths[0]}: {volumes[0].shape}")
         volumes.append(data)
         affine = this_affine if affine is None else affine
+    box_volumes = []
+    for path in box_paths:
+        data, _ = read_nifti(path)
+        if data.shape != volumes[0].shape:
+            raise ValueError(f"{path}: shape {data.shape} differs from {image_paths[0]}: {volumes[0].shape}")
+        box_volumes.append(data)
     segmentation = None
     if segmentation_path is not None:
         segmentation, _ = read_nifti(segmentation_path)
@@ -848,11 +985,13 @@ def convert_brain_subject(
         raise ValueError("label_source='lesion' needs segmentation_path")
     try:
         case = preprocess_brain(volumes, affine, segmentation=segmentation, resample_scale=resample_scale,
-                                flip_axis=flip_axis, channel_names=[str(p) for p in image_paths])
+                                flip_axis=flip_axis, channel_names=[str(p) for p in image_paths],
+                                box_channels=box_volumes)
     except ValueError as exc:
         raise ValueError(f"{image_paths[0]}: {exc}") from exc
     info = dict(case.crop_info)
     info.update(inputs=[Path(p).name for p in image_paths], channel_names=list(channel_names),
+                crop_box_from=[Path(p).name for p in (*image_paths, *box_paths)],
                 output_affine=np.round(case.affine, 6).tolist())
     write_json(crop_info_path, info)
     if label_path is not None:

@@ -12,8 +12,10 @@ channel-first float32 array ``(C, *spatial)`` and ``mask`` a boolean spatial arr
 
   Files are normalised as the reference does: PNG (natural) images are made grey, histogram-equalised
   (256 bins) and scaled to [-1, 1]; volumes (NIfTI and ``.npy``) are z-scored inside their mask, or
-  over all voxels when they have none. Each file holds one single-channel image (2-D or 3-D); the pool
-  returns it with a leading channel axis.
+  over all voxels when they have none. A ``folder/pool.json`` with ``{"normalise": "none"}`` (what
+  ``DatasetPool_ImageNet`` writes: its images are already the reference's) keeps the stored values.
+  Each file holds one single-channel image (2-D or 3-D); the pool returns it with a leading channel
+  axis.
 
 The pools never modify the arrays or files they are given.
 """
@@ -146,7 +148,7 @@ class FolderPool:
             raise FileNotFoundError(f"{image_dir} holds no {', '.join(POOL_SUFFIXES)} file; the pool is empty")
         self.mask_dir = self.folder / "masks"
         self.cache_size = int(cache_size)
-        self.normalise = bool(normalise)
+        self.normalise = bool(normalise) and _pool_normalisation(self.folder) != "none"
         self._cache: OrderedDict[int, tuple[np.ndarray, Optional[np.ndarray]]] = OrderedDict()
 
     def __len__(self) -> int:
@@ -187,13 +189,31 @@ class FolderPool:
         return f"FolderPool({str(self.folder)!r}, {len(self)} images)"
 
 
+def _pool_normalisation(folder: Path) -> str:
+    """The ``normalise`` entry of ``folder/pool.json`` ('default' when there is none)."""
+    import json
+
+    from nnunet_anomaly._io import check_complete
+
+    record = folder / "pool.json"
+    if not record.is_file():
+        return "default"
+    value = json.loads(check_complete(record).read_text(encoding="utf-8")).get("normalise", "default")
+    if value not in ("default", "none"):
+        raise ValueError(f"{record}: 'normalise' must be 'default' or 'none'; got {value!r}")
+    return value
+
+
 def _suffix(path: Path) -> str:
     name = path.name.lower()
     return ".nii.gz" if name.endswith(".nii.gz") else path.suffix.lower()
 
 
 def _read_array(path: Path, *, as_grey: bool) -> np.ndarray:
+    from nnunet_anomaly._io import check_complete
+
     suffix = _suffix(path)
+    check_complete(path)  # a file cut short is an error naming it, not a silently short or zero-filled image
     try:
         if suffix == ".npy":
             array = np.load(path, allow_pickle=False)

@@ -137,7 +137,8 @@ def test_preprocess_radiograph_photometric_and_window(tmp_path):
 
 def test_vindr_conversion_split_masks_and_nnunet_reader(vindr_root, tmp_path):
     hashes = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in vindr_root.rglob("*") if p.is_file()}
-    summary, dataset_dir = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json")
+    summary, dataset_dir = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json",
+                                         ddad_split="ddad")
     assert summary.ok and len(summary.converted) == 6
     assert {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in vindr_root.rglob("*") if p.is_file()} == hashes
 
@@ -169,7 +170,7 @@ def test_vindr_conversion_split_masks_and_nnunet_reader(vindr_root, tmp_path):
     assert inside.mean() < outside.mean() - 0.5  # MONOCHROME1: the high stored values display dark
     assert not _read(dataset_dir / "labelsTs_vindrtest" / "vt_2.nii.gz")[0].any()
 
-    again, _ = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json")
+    again, _ = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json", ddad_split="ddad")
     assert again.converted == [] and len(again.skipped) == 6
 
     # nnU-Net accepts the 2D NIfTI layout (raises on any inconsistency)
@@ -194,7 +195,7 @@ def test_vindr_errors_name_the_file(vindr_root, tmp_path):
     (vindr_root / "train" / "tr_a.dicom").write_bytes(b"garbage")
     (vindr_root / "train" / "tr_b.dicom").unlink()
     summary, _ = vindr.convert(vindr_root, tmp_path / "raw", split_json=vindr_root / "split.json",
-                               splits=("ddad_train",))
+                               splits=("ddad_train",), ddad_split="ddad")
     assert set(summary.failed) == {"imagesTr/tr_a", "imagesTr/tr_b"}
     assert "tr_a.dicom" in summary.failed["imagesTr/tr_a"] and "missing" in summary.failed["imagesTr/tr_b"]
     with pytest.raises(ValueError, match="unknown split"):

@@ -91,30 +91,49 @@ def _natural_images(folder: Path, rng):
     (folder / "notes.txt").write_text("not an image")
 
 
-def test_image_pool_is_grey_equalised_and_seeded(tmp_path):
+def test_image_pool_is_the_references_preprocessing_and_selection(tmp_path):
     rng = np.random.default_rng(0)
     source = tmp_path / "imagenet" / "train"
     _natural_images(source, rng)
     before = _hashes(source)
     summary, pool = imagenet.convert(source, tmp_path / "pool", size=64)
-    assert summary.ok and len(summary.converted) == 4 and _hashes(source) == before
-    out = np.asarray(Image.open(pool / "images" / "n01440764_10026.png"))
-    # the final anti-aliased resize (as in the reference) softens the extremes a little
-    assert out.shape == (64, 64) and out.dtype == np.uint8 and out.min() <= 10 and out.max() >= 245
-    # equalised: each quarter of the grey range holds about a quarter of the pixels
-    counts = np.histogram(out, bins=4, range=(0, 256))[0] / out.size
+    # ImageFolder order: class folders, files sorted; rgba.png and notes.txt lie outside any class folder
+    assert summary.converted == ["n01440764_10026", "n01440764_2", "x"] and _hashes(source) == before
+    out = np.load(pool / "images" / "n01440764_10026.npy")
+    assert out.shape == (64, 64) and out.dtype == np.float32 and out.min() >= -1 and out.max() <= 1
+    assert len(np.unique(out)) > 1000  # not quantised to 8 bits
+    # equalised: each quarter of [-1, 1] holds about a quarter of the pixels
+    counts = np.histogram(out, bins=4, range=(-1, 1))[0] / out.size
     assert np.all(np.abs(counts - 0.25) < 0.08), counts
 
     from nnunet_anomaly.pools import FolderPool
 
     image, mask = FolderPool(pool).sample(np.random.default_rng(0))
-    assert image.shape == (1, 64, 64) and mask is None and image.min() >= -1 and image.max() <= 1
+    assert image.shape == (1, 64, 64) and mask is None
+    assert any(np.array_equal(image[0], np.load(f)) for f in (pool / "images").iterdir())  # used as stored
 
-    chosen_a = imagenet.choose_images(imagenet.find_images(source), 2, seed=7)
-    chosen_b = imagenet.choose_images(imagenet.find_images(source), 2, seed=7)
-    assert chosen_a == chosen_b and len(chosen_a) == 2
+    # the reference's selection: np.random.seed(s); np.random.choice(n, min(k, n), replace=False)
+    listing = imagenet.find_images(source)
+    np.random.seed(7)
+    expected = [listing[i] for i in np.random.choice(len(listing), 2, replace=False)]
+    assert imagenet.choose_images(listing, 2, seed=7) == expected
     summary, pool2 = imagenet.convert(source, tmp_path / "pool2", num_images=2, seed=7, size=32)
-    assert sorted(p.stem for p in (pool2 / "images").iterdir()) == sorted(p.stem for p in chosen_a)
+    assert sorted(p.stem for p in (pool2 / "images").iterdir()) == sorted(p.stem for p in expected)
+
+
+def test_image_preprocessing_equals_the_references_torchvision_pipeline():
+    transforms = pytest.importorskip("torchvision.transforms")
+    from skimage import exposure, transform
+
+    rng = np.random.default_rng(3)
+    rgb = rng.integers(0, 255, (180, 250, 3), dtype=np.uint8)
+    rgb[:, :120] //= 3  # not already uniform
+    pipeline = transforms.Compose([transforms.ToTensor(), transforms.Grayscale(num_output_channels=1),
+                                   transforms.Resize((512, 512), antialias=True)])
+    reference = exposure.equalize_hist(pipeline(Image.fromarray(rgb)).numpy().squeeze(), nbins=256) * 2 - 1
+    reference = transform.resize(reference, (256, 256), anti_aliasing=True, preserve_range=True)
+    ours = conversion.natural_image_to_unit_range(rgb)
+    assert np.abs(ours - reference).max() < 1e-6
 
 
 def test_image_pool_errors(tmp_path):
@@ -126,5 +145,5 @@ def test_image_pool_errors(tmp_path):
     Image.fromarray(np.full((10, 10), 7, np.uint8)).save(tmp_path / "src" / "flat.png")
     summary, _ = imagenet.convert(tmp_path / "src", tmp_path / "pool", size=16)
     assert "broken.jpg" in summary.failed["broken"] and "constant" in summary.failed["flat"]
-    assert not (tmp_path / "pool" / "images" / "broken.png").exists()
+    assert not (tmp_path / "pool" / "images" / "broken.npy").exists()
     assert imagenet.main(["-i", str(tmp_path / "missing"), "-o", str(tmp_path / "x")]) == 1

@@ -133,22 +133,129 @@ def test_evaluate_folder_cxr_png_and_npz(tmp_path):
     assert (tmp_path / "out" / "table.md").read_text().count("Sample-wise") == 2
 
 
-def test_foreground_mask_restricts_pixel_metrics(brain_folders, tmp_path):
+def test_foreground_gives_masked_numbers_beside_the_papers(brain_folders, tmp_path):
     folders, maps, masks = brain_folders
     foreground = tmp_path / "fg"
     foreground.mkdir()
     fg_masks = []
     for i, mask in enumerate(masks):
         fg = np.zeros(mask.shape, np.uint8)
-        fg[:, 1:-1, 1:-1] = 1
+        fg[1:, 1:-1, 1:-1] = 1  # slice 0 has no foreground: left out of the masked slice metrics
         _write_nifti(foreground / f"case_{i}.nii.gz", fg)
         fg_masks.append(fg > 0)
     results = evaluate_folder(folders["fold_0"], folders["labelsTs"], None, foreground=foreground, progress=False)
-    scores = np.concatenate([m[f] for m, f in zip(maps["fold_0"], fg_masks)]).astype(np.float16)
-    truth = np.concatenate([m[f] for m, f in zip(masks, fg_masks)])
     model = results["models"]["fold_0"]
-    assert model["pixel"]["n_voxels"] == truth.size
-    assert abs(model["pixel"]["ap_pooled"] - average_precision_score(truth, scores)) < 1e-6
+    # the paper's numbers: every voxel
+    all_scores = np.concatenate([m.ravel() for m in maps["fold_0"]])
+    all_truth = np.concatenate([m.ravel() for m in masks])
+    assert model["pixel"]["n_voxels"] == all_truth.size
+    assert abs(model["pixel"]["ap_pooled"] - average_precision_score(all_truth, all_scores)) < 1e-9
+    # and the same inside the masks
+    scores = np.concatenate([m[f] for m, f in zip(maps["fold_0"], fg_masks)])
+    truth = np.concatenate([m[f] for m, f in zip(masks, fg_masks)])
+    assert model["pixel_in_mask"]["n_voxels"] == truth.size
+    assert abs(model["pixel_in_mask"]["ap_pooled"] - average_precision_score(truth, scores)) < 1e-9
+    assert abs(model["pixel_in_mask"]["auroc"] - roc_auc_score(truth, scores)) < 1e-9
+    labels = np.concatenate([slice_labels(m)[1:] for m in masks])
+    slice_scores = np.concatenate([[m[z][f[z]].mean() for z in range(1, m.shape[0])] for m, f in zip(maps["fold_0"], fg_masks)])
+    assert model["slice_in_mask"]["n"] == labels.size
+    assert abs(model["slice_in_mask"]["ap"]["mean"] - average_precision_score(labels, slice_scores)) < 1e-9
+    assert results["protocol"]["foreground"] == str(foreground)
+
+
+def _brain_test_set(root, spacing_mm=8.0, shapes=((9, 12, 8), (10, 13, 7), (8, 12, 9))):
+    """A converted brain test set: labelsTs, brainmasksTs and crop_info/ (the canvas at 8 mm is 20 x 28 x 20)."""
+    dataset = root / "Dataset502_Toy"
+    rng = np.random.default_rng(3)
+    for sub in ("labelsTs", "brainmasksTs", "crop_info", "pred"):
+        (dataset / sub).mkdir(parents=True)
+    arrays = []
+    for i, shape in enumerate(shapes):  # SimpleITK (Z, Y, X) order
+        truth = np.zeros(shape, np.uint8)
+        if i != 1:
+            truth[2:5, 3:7, 2:5] = 1
+        brain = np.zeros(shape, np.uint8)
+        brain[1:-1, 1:-1, 1:-1] = 1
+        scores = np.clip(0.5 * truth + 0.7 * rng.random(shape), 0, 1).astype(np.float32)
+        for sub, array in (("labelsTs", truth), ("brainmasksTs", brain)):
+            image = sitk.GetImageFromArray(array)
+            image.SetSpacing((spacing_mm,) * 3)
+            sitk.WriteImage(image, str(dataset / sub / f"case_{i}.nii.gz"))
+        np.savez_compressed(dataset / "pred" / f"case_{i}.npz", probabilities=scores[None])
+        crop_info = {"output_shape": list(reversed(shape)), "output_affine": np.diag([spacing_mm] * 3 + [1.0]).tolist()}
+        (dataset / "crop_info" / f"case_{i}.json").write_text(json.dumps(crop_info))
+        arrays.append((scores, truth != 0, brain != 0))
+    return dataset, arrays
+
+
+def _pad(array, canvas):
+    before = [(t - s) // 2 for s, t in zip(array.shape, canvas)]
+    return np.pad(array, [(b, t - s - b) for b, s, t in zip(before, array.shape, canvas)])
+
+
+def test_paper_canvas_is_the_default_for_converted_brain_test_sets(tmp_path):
+    dataset, arrays = _brain_test_set(tmp_path)
+    results = evaluate_folder(dataset / "pred", dataset / "labelsTs", None, progress=False)
+    canvas = (20, 28, 20)
+    assert results["protocol"]["canvas"]["shape"] == list(canvas)
+    model = results["models"]["pred"]
+    padded = [(_pad(s, canvas), _pad(t, canvas)) for s, t, _ in arrays]
+    scores = np.concatenate([s.ravel() for s, _ in padded])
+    truth = np.concatenate([t.ravel() for _, t in padded])
+    assert model["pixel"]["n_voxels"] == 3 * 20 * 28 * 20
+    assert abs(model["pixel"]["auroc"] - roc_auc_score(truth, scores)) < 1e-9
+    labels = np.concatenate([slice_labels(t) for _, t in padded])
+    slice_scores = np.concatenate([s.reshape(20, -1).mean(axis=1) for s, _ in padded])
+    assert model["slice"]["n"] == 60 and abs(model["slice"]["auroc"]["mean"] - roc_auc_score(labels, slice_scores)) < 1e-9
+    # brainmasksTs beside labelsTs: the masked numbers come too
+    assert model["pixel_in_mask"]["n_voxels"] == sum(int(b.sum()) for _, _, b in arrays)
+    # the cropped volumes as they are: another (larger) pixel AUROC denominator, other slices
+    cropped = evaluate_folder(dataset / "pred", dataset / "labelsTs", None, canvas=None, progress=False)
+    assert cropped["models"]["pred"]["pixel"]["n_voxels"] == sum(s.size for s, _, _ in arrays)
+    assert cropped["protocol"]["canvas"].startswith("none")
+    explicit = evaluate_folder(dataset / "pred", dataset / "labelsTs", None, canvas=(10, 14, 10), foreground=None,
+                               progress=False)
+    assert explicit["models"]["pred"]["pixel"]["n_voxels"] == 3 * 10 * 14 * 10 and "pixel_in_mask" not in explicit["models"]["pred"]
+    with pytest.raises(ValueError, match=r"case_1.nii.gz: shape \(10, 13, 7\) does not fit the canvas \(9, 14, 10\)"):
+        evaluate_folder(dataset / "pred", dataset / "labelsTs", None, canvas=(9, 14, 10), progress=False)
+
+
+def test_reserved_folder_names_are_renamed_not_refused(brain_folders, tmp_path):
+    folders, _, _ = brain_folders
+    ensemble = tmp_path / "predictions" / "ensemble"
+    ensemble.parent.mkdir()
+    ensemble.symlink_to(folders["fold_0"], target_is_directory=True)
+    alone = evaluate_folder(ensemble, folders["labelsTs"], None, progress=False)
+    assert list(alone["models"]) == ["ensemble"]
+    both = evaluate_folder([ensemble, folders["fold_1"]], folders["labelsTs"], None, progress=False)
+    assert set(both["models"]) == {"predictions/ensemble", "fold_1", "ensemble"}
+    assert both["models"]["ensemble"]["kind"] == "ensemble"
+
+
+def test_threshold_gives_the_healthy_voxel_false_positive_rate(brain_folders, tmp_path):
+    folders, maps, masks = brain_folders
+    model_dir = tmp_path / "Trainer__Plans__config"
+    for fold, value in ((0, 0.5), (1, 0.7)):
+        summary = model_dir / f"fold_{fold}" / "validation" / "summary.json"
+        summary.parent.mkdir(parents=True)
+        summary.write_text(json.dumps({"healthy": {"n_voxels": 100, "score_exceeded_by_1%": value,
+                                                   "score_exceeded_by_0.1%": value + 0.1, "max": 1.0}}))
+    out = tmp_path / "eval"
+    assert main(["evaluate", "-p", str(folders["fold_0"]), "-g", str(folders["labelsTs"]), "-o", str(out), "--quiet",
+                 "--no-figures", "--threshold-from", str(model_dir), "--fpr", "1%"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    threshold = results["models"]["fold_0"]["threshold"]
+    assert threshold["value"] == pytest.approx(0.6)  # the mean of the folds' thresholds
+    healthy = maps["fold_0"][2]  # case_2 is the healthy one
+    assert threshold["healthy_voxel_fpr"] == pytest.approx(np.mean(healthy > 0.6))
+    positives = np.concatenate([m[t] for m, t in zip(maps["fold_0"], masks)])
+    assert threshold["sensitivity"] == pytest.approx(np.mean(positives > 0.6))
+    assert results["protocol"]["threshold"]["per_fold"] == {"fold_0": 0.5, "fold_1": 0.7}
+    assert "Healthy-voxel FPR" in (out / "table.md").read_text()
+    given = evaluate_folder(folders["fold_0"], folders["labelsTs"], None, threshold=0.9, progress=False)
+    assert given["models"]["fold_0"]["threshold"]["healthy_voxel_fpr"] == pytest.approx(np.mean(healthy > 0.9))
+    assert main(["evaluate", "-p", str(folders["fold_0"]), "-g", str(folders["labelsTs"]), "-o", str(out), "--quiet",
+                 "--threshold-from", str(model_dir), "--fpr", "5%"]) == 1
 
 
 def test_clear_errors(brain_folders, tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""AP/AUROC by counting against scikit-learn; the paper's scales against hand-worked cases."""
+"""AP/AUROC (exact by default, float16 on request) against scikit-learn; the paper's scales against hand-worked cases."""
 import warnings
 
 import numpy as np
@@ -10,6 +10,7 @@ from sklearn.metrics import average_precision_score, precision_recall_curve, roc
 
 from nnunet_anomaly.evaluation import (
     ScoreHistogram,
+    SortedScores,
     UndefinedMetricWarning,
     aggregate_scores,
     auroc,
@@ -19,9 +20,10 @@ from nnunet_anomaly.evaluation import (
     quantise_scores,
     slice_labels,
 )
-from nnunet_anomaly.evaluation import _histogram
+from nnunet_anomaly.evaluation import _exact, _histogram
 
 TOL = 1e-6
+EXACT = 1e-9  # the bar for the exact default: |ours - sklearn| on the same scores
 
 
 def sk_metrics(scores, targets):
@@ -38,16 +40,61 @@ def assert_close(ours, theirs):
 
 
 # -- against sklearn ------------------------------------------------------------------------------
+def assert_exact(ours, theirs):
+    if np.isnan(theirs):
+        assert np.isnan(ours)
+    else:
+        assert abs(ours - theirs) < EXACT, (ours, theirs)
+
+
 @pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
 @pytest.mark.parametrize("prevalence", [0.001, 0.05, 0.5, 0.95])
-def test_random_inputs_match_sklearn_on_float16_scores(dtype, prevalence):
+def test_default_is_exact_on_the_scores_dtype(dtype, prevalence):
     rng = np.random.default_rng(int(prevalence * 1000))
     targets = rng.random((7, 30, 40)) < prevalence
     targets.flat[0], targets.flat[1] = True, False
     scores = (rng.random(targets.shape) * 0.7 + 0.3 * targets).astype(dtype)
+    expected = sk_metrics(scores, targets)  # sklearn on the very same scores, no rounding
+    assert_exact(average_precision(scores, targets), expected[0])
+    assert_exact(auroc(scores, targets), expected[1])
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_float16_option_matches_sklearn_on_rounded_scores(dtype):
+    rng = np.random.default_rng(11)
+    targets = rng.random(20000) < 0.05
+    scores = (rng.random(targets.shape) * 0.7 + 0.3 * targets).astype(dtype)
     expected = sk_metrics(scores.astype(np.float16), targets)
-    assert_close(average_precision(scores, targets), expected[0])
-    assert_close(auroc(scores, targets), expected[1])
+    assert_close(average_precision(scores, targets, quantise="float16"), expected[0])
+    assert_close(auroc(scores, targets, quantise="float16"), expected[1])
+
+
+def _issue_maps(kind, rng, n=200_000):
+    """The three float32 maps of issue 11 on which float16 rounding was measured to go wrong."""
+    targets = rng.random(n) < 0.02
+    if kind == "sigmoid":        # a typical sigmoid map: rounding moved AP by about 5e-4
+        logits = rng.normal(-3.0, 1.5, n) + 2.5 * targets
+        scores = 1 / (1 + np.exp(-logits))
+    elif kind == "saturated":    # a trained model's saturated map, all scores in [0.99, 1]
+        scores = 0.99 + 0.01 * rng.beta(2 + 3 * targets, 2)
+    else:                        # very small scores: float16 makes them all one tie (or zero)
+        scores = 10 ** rng.uniform(-9, -8, n) * (1 + targets)
+    return scores.astype(np.float32), targets
+
+
+@pytest.mark.parametrize("kind", ["sigmoid", "saturated", "tiny"])
+def test_float32_maps_of_the_issue_are_exact(kind):
+    scores, targets = _issue_maps(kind, np.random.default_rng(["sigmoid", "saturated", "tiny"].index(kind)))
+    expected = sk_metrics(scores, targets)
+    assert_exact(average_precision(scores, targets), expected[0])
+    assert_exact(auroc(scores, targets), expected[1])
+    summary = SortedScores.pooled([SortedScores.from_scores(s, t) for s, t in
+                                   zip(np.array_split(scores, 7), np.array_split(targets, 7))])
+    assert_exact(summary.average_precision(), expected[0])
+    assert_exact(summary.auroc(), expected[1])
+    # what float16 rounding would have reported: the reason exact is the default
+    rounded = average_precision(scores, targets, quantise="float16")
+    assert abs(rounded - expected[0]) > 1e-5
 
 
 def test_exact_path_matches_sklearn_on_unrounded_scores():
@@ -55,8 +102,55 @@ def test_exact_path_matches_sklearn_on_unrounded_scores():
     scores = rng.normal(size=5000)  # float64, many values float16 would merge
     targets = rng.random(5000) < 0.1
     expected = sk_metrics(scores, targets)
-    assert_close(average_precision(scores, targets, quantise=None), expected[0])
-    assert_close(auroc(scores, targets, quantise=None), expected[1])
+    assert_exact(average_precision(scores, targets), expected[0])
+    assert_exact(auroc(scores, targets, quantise=None), expected[1])
+
+
+@pytest.mark.parametrize("dtype", [bool, np.uint8, np.int16, np.int32, np.int64])
+def test_integer_and_boolean_scores_are_ranked_exactly(dtype):
+    rng = np.random.default_rng(2)
+    targets = rng.random(3000) < 0.2
+    high = 2 if dtype is bool else min(np.iinfo(dtype).max, 100_000)
+    scores = (rng.integers(0, high, 3000) + 3 * targets).clip(0, high - 1).astype(dtype)
+    expected = sk_metrics(scores.astype(np.float64), targets)
+    assert_exact(average_precision(scores, targets), expected[0])
+    assert_exact(auroc(scores, targets), expected[1])
+
+
+def test_sorted_scores_pool_cases_of_mixed_dtypes_exactly():
+    rng = np.random.default_rng(4)
+    dtypes = [np.float16, np.float32, np.float64, np.float32]
+    cases = [(rng.random(3000).astype(d), rng.random(3000) < 0.1) for d in dtypes]
+    pooled = SortedScores.pooled([SortedScores.from_scores(s, t) for s, t in cases])
+    scores = np.concatenate([s.astype(np.float64) for s, _ in cases])
+    targets = np.concatenate([t for _, t in cases])
+    expected = sk_metrics(scores, targets)
+    assert_exact(pooled.average_precision(), expected[0])
+    assert_exact(pooled.auroc(), expected[1])
+    assert pooled.n_positive == int(targets.sum()) and pooled.n_negative == int((~targets).sum())
+    # the grouped curves lie on sklearn's: same areas
+    fpr, tpr, _ = pooled.roc_curve()
+    assert_exact(float(np.trapezoid(tpr, fpr)), expected[1])
+    precision, recall, _ = pooled.precision_recall_curve()
+    assert_exact(float(-np.sum(np.diff(recall) * precision[:-1])), expected[0])
+
+
+def test_sorted_scores_store_two_bytes_per_float32_negative():
+    rng = np.random.default_rng(9)
+    scores, targets = rng.random(100_000).astype(np.float32), rng.random(100_000) < 0.01
+    summary = SortedScores.from_scores(scores, targets)
+    assert summary.nbytes < 2.2 * 100_000 + 4 * targets.sum() + 10 * 65536
+
+
+def test_exact_split_is_chunked(monkeypatch):
+    monkeypatch.setattr(_exact, "CHUNK_SIZE", 1000)  # many chunks; the NaN is in a late one
+    rng = np.random.default_rng(10)
+    scores, targets = rng.random(10_000).astype(np.float32), rng.random(10_000) < 0.1
+    expected = sk_metrics(scores, targets)
+    assert_exact(average_precision(scores, targets), expected[0])
+    scores[9_500] = np.nan
+    with pytest.raises(ValueError, match="1 NaN"):
+        average_precision(scores, targets)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -82,13 +176,19 @@ def test_adversarial_ties_and_signs_match_sklearn(data, n, n_levels):
 @settings(max_examples=60, deadline=None)
 @given(scores=hnp.arrays(np.float32, st.integers(1, 200), elements=st.floats(-10, 10, width=32)),
        seed=st.integers(0, 2**16))
-def test_random_float32_match_sklearn_after_rounding(scores, seed):
+def test_random_float32_match_sklearn_exactly_and_after_rounding(scores, seed):
     targets = np.random.default_rng(seed).random(scores.shape) < 0.3
-    expected = sk_metrics(scores.astype(np.float16), targets)
+    rounded = sk_metrics(scores.astype(np.float16), targets)
+    exact = sk_metrics(scores, targets)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        assert_close(average_precision(scores, targets), expected[0])
-        assert_close(auroc(scores, targets), expected[1])
+        assert_close(average_precision(scores, targets, quantise="float16"), rounded[0])
+        assert_close(auroc(scores, targets, quantise="float16"), rounded[1])
+        assert_exact(average_precision(scores, targets), exact[0])
+        assert_exact(auroc(scores, targets), exact[1])
+        summary = SortedScores.from_scores(scores, targets)
+        if targets.any():
+            assert_exact(summary.average_precision(), exact[0])
 
 
 def test_curves_equal_sklearn():
@@ -122,7 +222,8 @@ def test_bad_inputs_raise_clear_errors():
     with pytest.raises(ValueError, match="infinite"):
         auroc(np.array([0.1, np.inf]), np.array([1, 0]))
     with pytest.raises(ValueError, match="float16 range"):
-        auroc(np.array([0.1, 1e6]), np.array([1, 0]))
+        auroc(np.array([0.1, 1e6]), np.array([1, 0]), quantise="float16")
+    assert auroc(np.array([0.1, 1e6]), np.array([0, 1])) == 1.0  # exact: any finite score
     with pytest.raises(ValueError, match="shape"):
         auroc(np.zeros(3), np.zeros(4, bool))
     with pytest.raises(ValueError, match="0/1"):
@@ -231,6 +332,17 @@ def test_chunked_ap_equals_reference_protocol():
     assert abs(chunked_average_precision(histograms, chunk_size=45)["mean"] - ScoreHistogram.from_sparse(*histograms).average_precision()) < TOL
 
 
+def test_chunked_ap_is_exact_on_float32_maps():
+    rng = np.random.default_rng(12)
+    masks = [rng.random((6, 8, 8)) < p for p in rng.uniform(0, 0.2, 45)]
+    masks[3][:] = False
+    maps = [np.clip(m * 0.5 + rng.random(m.shape) * 0.6, 0, 1).astype(np.float32) for m in masks]
+    ours = chunked_average_precision([SortedScores.from_scores(s, t) for s, t in zip(maps, masks)])
+    mean, std, per_repeat = _reference_chunked_ap(maps, masks)
+    assert_exact(ours["mean"], mean)
+    np.testing.assert_allclose(ours["repeats"], per_repeat, atol=EXACT, rtol=0)
+
+
 def test_evaluate_arrays_brain_scales_against_sklearn():
     rng = np.random.default_rng(8)
     masks = [np.zeros((5, 16, 16), bool) for _ in range(3)]
@@ -243,15 +355,17 @@ def test_evaluate_arrays_brain_scales_against_sklearn():
     assert result["slice"]["n_positive"] == int(labels.sum()) == 3
     assert_close(result["slice"]["ap"]["mean"], average_precision_score(labels, slice_scores))
     assert_close(result["slice"]["auroc"]["mean"], roc_auc_score(labels, slice_scores))
-    pooled = np.concatenate([m.ravel() for m in maps]).astype(np.float16)
+    pooled = np.concatenate([m.ravel() for m in maps])
     truth = np.concatenate([m.ravel() for m in masks])
-    assert_close(result["pixel"]["ap_pooled"], average_precision_score(truth, pooled))
-    assert_close(result["pixel"]["auroc"], roc_auc_score(truth, pooled))
+    assert_exact(result["pixel"]["ap_pooled"], average_precision_score(truth, pooled))
+    assert_exact(result["pixel"]["auroc"], roc_auc_score(truth, pooled))
+    rounded = evaluate_arrays(maps, masks, setting="brain", chunk_size=2, repeats=3, precision="float16")
+    assert_close(rounded["pixel"]["ap_pooled"], average_precision_score(truth, pooled.astype(np.float16)))
     sample_scores = [m.mean() for m in maps]
     assert_close(result["sample"]["auroc"]["mean"], roc_auc_score([1, 1, 0], sample_scores))
     # the healthy case's pixel AP is undefined (nan) and left out of the mean
-    per_case = [average_precision_score(m.ravel(), s.astype(np.float16).ravel()) for s, m in zip(maps[:2], masks[:2])]
-    assert_close(result["pixel"]["per_case_ap_mean"], np.mean(per_case))
+    per_case = [average_precision_score(m.ravel(), s.ravel()) for s, m in zip(maps[:2], masks[:2])]
+    assert_exact(result["pixel"]["per_case_ap_mean"], np.mean(per_case))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 7, 8, 127, 1001])

@@ -14,10 +14,9 @@ def test_pixel_metrics_agree_with_sklearn():
     targets = rng.random(5000) < 0.05
     scores = rng.random(5000) + 0.5 * targets
     ap, roc = pixel_metrics(scores, targets)
-    # nnunet_anomaly.evaluation scores at float16, the precision of nnU-Net's sliding-window maps
-    quantised = scores.astype(np.float16).astype(np.float64)
-    assert ap == pytest.approx(average_precision_score(targets, quantised), abs=1e-9)
-    assert roc == pytest.approx(roc_auc_score(targets, quantised), abs=1e-9)
+    # nnunet_anomaly.evaluation is exact on the scores as they are (float64 here)
+    assert ap == pytest.approx(average_precision_score(targets, scores), abs=1e-9)
+    assert roc == pytest.approx(roc_auc_score(targets, scores), abs=1e-9)
 
 
 def test_pixel_metrics_undefined_cases():

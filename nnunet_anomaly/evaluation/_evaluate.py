@@ -2,24 +2,33 @@
 
 One pass over the cases (sorted by name, as the reference sorts by sample id): for each case the
 maps of every model are read once, averaged into the ensemble, and each map (plus the baselines)
-updates its own streaming accumulator, so a whole test set never sits in memory.
+updates its own accumulator. With the default exact precision an accumulator keeps every score of
+the test set, sorted and compressed (2 bytes per float32 voxel, see `SortedScores`); with
+``precision="float16"`` (the MOOD protocol) it keeps one 65536-bin histogram per case.
 """
 from __future__ import annotations
 
+import json
 import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from ._exact import SortedScores
 from ._histogram import ScoreHistogram, UndefinedMetricWarning, auroc, average_precision
 from ._loading import find_cases, load_ground_truth, load_image, load_prediction, match_cases
-from ._scales import AGGREGATES, SLICE_POSITIVE_FRACTION, all_aggregates, chunked_average_precision, slice_labels
+from ._scales import (AGGREGATES, SLICE_POSITIVE_FRACTION, all_aggregates, chunked_average_precision, pad_to_canvas,
+                      slice_labels)
 
-__all__ = ["SETTINGS", "evaluate_folder", "evaluate_arrays"]
+__all__ = ["SETTINGS", "PRECISIONS", "PAPER_CANVAS_MM", "evaluate_folder", "evaluate_arrays", "paper_canvas"]
 
 #: the scales each setting reports in its table (the JSON holds every scale that applies)
 SETTINGS = {"brain": ("slice", "pixel"), "cxr": ("sample", "pixel")}
+#: how pixel scores are ranked: "exact" (as they are) or "float16" (rounded, as MOOD reads maps)
+PRECISIONS = ("exact", "float16")
+#: the reference's brain canvas in millimetres: 80 x 112 x 80 voxels at 2 mm (its crop limit 160x224x160 at 1 mm)
+PAPER_CANVAS_MM = (160.0, 224.0, 160.0)
 ENSEMBLE = "ensemble"
 RANDOM_BASELINE = "random"
 INTENSITY_BASELINE = "intensity"
@@ -38,40 +47,140 @@ def _safe_metrics(scores, labels, *, quantise=None) -> tuple[float, float]:
     return ap, area
 
 
-def _histogram_metrics(histogram: ScoreHistogram) -> tuple[float, float]:
-    n_positive, n_negative = histogram.n_positive, histogram.n_negative
+def _summary_metrics(summary) -> tuple[float, float]:
+    """(AP, AUROC) of a `SortedScores` or `ScoreHistogram`, nan where undefined."""
+    if summary.n_total == 0 or summary.n_positive == 0:
+        return float("nan"), float("nan")
+    if isinstance(summary, SortedScores):
+        return summary.metrics()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
-        ap = histogram.average_precision() if n_positive else float("nan")
-        area = histogram.auroc() if n_positive and n_negative else float("nan")
+        ap = summary.average_precision()
+        area = summary.auroc() if summary.n_negative else float("nan")
     return ap, area
+
+
+def _new_summary(precision: str):
+    return ScoreHistogram() if precision == "float16" else SortedScores()
+
+
+class _PixelScale:
+    """Pixel-wise metrics of one model over one region (every voxel, or a foreground mask)."""
+
+    def __init__(self, precision: str):
+        self.precision = precision
+        self.pooled = _new_summary(precision)
+        self.cases = []
+
+    def update(self, scores, truth, mask=None):
+        if self.precision == "float16":
+            summary = ScoreHistogram.from_scores(scores, truth, mask=mask)
+            self.pooled += summary
+            self.cases.append(summary.sparse())
+        else:
+            summary = SortedScores.from_scores(scores, truth, mask=mask)
+            self.pooled += summary
+            self.cases.append(summary)
+        return summary
+
+    def results(self, rows, chunk_size: int, repeats: int, suffix: str = "") -> dict:
+        pooled_ap, pixel_auroc = _summary_metrics(self.pooled)
+        if self.pooled.n_positive == 0:  # no anomalous voxel anywhere: undefined, not the chunks' 0.0
+            chunked = {"mean": float("nan"), "std": float("nan"), "repeats": [float("nan")] * repeats}
+        else:
+            chunked = chunked_average_precision(self.cases, chunk_size=chunk_size, repeats=repeats)
+        case_aps = np.array([row[f"pixel_ap{suffix}"] for row in rows], dtype=float)
+        case_aurocs = np.array([row[f"pixel_auroc{suffix}"] for row in rows], dtype=float)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan: nan, said in the docs
+            return {
+                "ap_chunked": {"mean": chunked["mean"], "std": chunked["std"], "repeats": chunked["repeats"],
+                               "chunk_size": chunk_size, "n_repeats": repeats},
+                "ap_pooled": pooled_ap,
+                "auroc": pixel_auroc,
+                "n_voxels": self.pooled.n_total,
+                "n_positive": self.pooled.n_positive,
+                "per_case_ap_mean": float(np.nanmean(case_aps)) if case_aps.size else float("nan"),
+                "per_case_auroc_mean": float(np.nanmean(case_aurocs)) if case_aurocs.size else float("nan"),
+            }
+
+
+def _masked_slice_aggregates(scores: np.ndarray, mask: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Per-slice aggregates of the in-mask pixels (axis 0); slices without a mask pixel are left out."""
+    keep = mask.reshape(mask.shape[0], -1).any(axis=1)
+    values = {method: np.empty(int(keep.sum())) for method in AGGREGATES}
+    for out_index, index in enumerate(np.flatnonzero(keep)):
+        aggregates = all_aggregates(scores[index][mask[index]])
+        for method in AGGREGATES:
+            values[method][out_index] = aggregates[method][0]
+    return values, keep
+
+
+class _ThresholdCounts:
+    """Voxels above a decision threshold, by kind: healthy cases, every negative, every positive."""
+
+    KINDS = ("healthy", "negative", "positive")
+
+    def __init__(self, value: float):
+        self.value = value
+        self.above = {kind: 0 for kind in self.KINDS}
+        self.total = {kind: 0 for kind in self.KINDS}
+
+    def update(self, scores, truth, healthy: bool):
+        marked = scores > self.value
+        n_marked_negative = int(np.count_nonzero(marked & ~truth))
+        self.above["negative"] += n_marked_negative
+        self.total["negative"] += int(truth.size - np.count_nonzero(truth))
+        self.above["positive"] += int(np.count_nonzero(marked & truth))
+        self.total["positive"] += int(np.count_nonzero(truth))
+        if healthy:
+            self.above["healthy"] += n_marked_negative
+            self.total["healthy"] += int(truth.size)
+
+    def results(self) -> dict:
+        rate = lambda kind: self.above[kind] / self.total[kind] if self.total[kind] else float("nan")  # noqa: E731
+        return {"healthy_voxel_fpr": rate("healthy"), "n_healthy_voxels": self.total["healthy"],
+                "negative_voxel_fpr": rate("negative"), "sensitivity": rate("positive")}
 
 
 class _Accumulator:
     """Everything one model (or ensemble, or baseline) needs for its metrics, gathered case by case."""
 
-    def __init__(self, name: str, kind: str, folders: Sequence[str], with_slices: bool):
+    def __init__(self, name: str, kind: str, folders: Sequence[str], with_slices: bool, *, precision: str = "exact",
+                 with_mask: bool = False, threshold: float | None = None):
         self.name, self.kind, self.folders, self.with_slices = name, kind, list(folders), with_slices
-        self.pooled = ScoreHistogram()
-        self.case_histograms = []
+        self.pixel = _PixelScale(precision)
+        self.pixel_in_mask = _PixelScale(precision) if with_mask else None
         self.sample_scores = {method: [] for method in AGGREGATES}
         self.slice_scores = {method: [] for method in AGGREGATES}
+        self.slice_scores_in_mask = {method: [] for method in AGGREGATES}
+        self.slice_labels_in_mask = []
+        self.threshold = None if threshold is None else _ThresholdCounts(threshold)
+        self.threshold_in_mask = None if threshold is None or not with_mask else _ThresholdCounts(threshold)
         self.rows = []
 
+    @property
+    def pooled(self):
+        """The pooled pixel summary of every voxel (what the figures draw)."""
+        return self.pixel.pooled
+
     def update(self, case: str, scores: np.ndarray, truth: np.ndarray, labels_of_slices, foreground) -> None:
-        histogram = ScoreHistogram.from_scores(scores, truth, mask=foreground)
-        self.pooled += histogram
-        self.case_histograms.append(histogram.sparse())
-        pixel_ap, pixel_auroc = _histogram_metrics(histogram)
+        summary = self.pixel.update(scores, truth)
+        pixel_ap, pixel_auroc = _summary_metrics(summary)
+        anomalous = bool(truth.any())
         row = {
             "case": case,
             "model": self.name,
-            "n_voxels": histogram.n_total,
-            "n_positive": histogram.n_positive,
-            "anomalous": bool(truth.any()),
+            "n_voxels": summary.n_total,
+            "n_positive": summary.n_positive,
+            "anomalous": anomalous,
             "pixel_ap": pixel_ap,
             "pixel_auroc": pixel_auroc,
         }
+        if self.pixel_in_mask is not None:
+            in_mask = self.pixel_in_mask.update(scores, truth, foreground)
+            row["n_voxels_in_mask"] = in_mask.n_total
+            row["pixel_ap_in_mask"], row["pixel_auroc_in_mask"] = _summary_metrics(in_mask)
         for method, value in all_aggregates(scores).items():
             score = float(value[0])
             self.sample_scores[method].append(score)
@@ -83,32 +192,34 @@ class _Accumulator:
             row["n_slices"] = int(labels_of_slices.size)
             row["n_positive_slices"] = int(labels_of_slices.sum())
             row["slice_ap"], row["slice_auroc"] = _safe_metrics(per_slice["mean"], labels_of_slices)
+            if self.pixel_in_mask is not None:
+                masked, keep = _masked_slice_aggregates(scores, foreground)
+                for method in AGGREGATES:
+                    self.slice_scores_in_mask[method].append(masked[method])
+                self.slice_labels_in_mask.append(labels_of_slices[keep])
+        if self.threshold is not None:
+            self.threshold.update(scores, truth, healthy=not anomalous)
+            row["voxels_above_threshold"] = int(np.count_nonzero(scores > self.threshold.value))
+            if self.threshold_in_mask is not None:
+                self.threshold_in_mask.update(scores[foreground], truth[foreground], healthy=not anomalous)
         self.rows.append(row)
 
     def results(self, sample_labels, all_slice_labels, chunk_size: int, repeats: int) -> dict:
-        pooled_ap, pixel_auroc = _histogram_metrics(self.pooled)
-        chunked = chunked_average_precision(self.case_histograms, chunk_size=chunk_size, repeats=repeats)
-        if self.pooled.n_positive == 0:  # no anomalous voxel anywhere: undefined, not the chunks' 0.0
-            chunked = {"mean": float("nan"), "std": float("nan"), "repeats": [float("nan")] * repeats}
-        case_aps = np.array([row["pixel_ap"] for row in self.rows], dtype=float)
-        case_aurocs = np.array([row["pixel_auroc"] for row in self.rows], dtype=float)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of all-nan: nan, said in the docs
-            pixel = {
-                "ap_chunked": {"mean": chunked["mean"], "std": chunked["std"], "repeats": chunked["repeats"],
-                               "chunk_size": chunk_size, "n_repeats": repeats},
-                "ap_pooled": pooled_ap,
-                "auroc": pixel_auroc,
-                "n_voxels": self.pooled.n_total,
-                "n_positive": self.pooled.n_positive,
-                "per_case_ap_mean": float(np.nanmean(case_aps)) if case_aps.size else float("nan"),
-                "per_case_auroc_mean": float(np.nanmean(case_aurocs)) if case_aurocs.size else float("nan"),
-            }
-        result = {"kind": self.kind, "folders": self.folders, "pixel": pixel}
+        result = {"kind": self.kind, "folders": self.folders,
+                  "pixel": self.pixel.results(self.rows, chunk_size, repeats)}
+        if self.pixel_in_mask is not None:
+            result["pixel_in_mask"] = self.pixel_in_mask.results(self.rows, chunk_size, repeats, "_in_mask")
         result["sample"] = _scale_metrics(self.sample_scores, sample_labels)
         if self.with_slices:
             scores = {method: np.concatenate(values) for method, values in self.slice_scores.items()}
             result["slice"] = _scale_metrics(scores, all_slice_labels)
+            if self.pixel_in_mask is not None:
+                scores = {method: np.concatenate(values) for method, values in self.slice_scores_in_mask.items()}
+                result["slice_in_mask"] = _scale_metrics(scores, np.concatenate(self.slice_labels_in_mask))
+        if self.threshold is not None:
+            result["threshold"] = {"value": self.threshold.value, **self.threshold.results()}
+            if self.threshold_in_mask is not None:
+                result["threshold"]["in_mask"] = self.threshold_in_mask.results()
         return result
 
 
@@ -133,22 +244,95 @@ def _random_row(sample_labels, slice_labels_all, n_voxels, n_positive, with_slic
     return row
 
 
-def _unique_names(folders: Sequence[Path], names: Sequence[str] | None) -> list[str]:
+def _unique_names(folders: Sequence[Path], names: Sequence[str] | None, reserved: set[str] = frozenset()) -> list[str]:
+    """One display name per prediction folder: `names`, else the folder names made unique.
+
+    `reserved` are the names of the rows this evaluation adds itself (the ensemble with several
+    folders, the baselines): a folder that happens to carry one (``.../ensemble``) gets its parent's
+    name in front instead; given `names` must avoid them.
+
+    Examples
+    --------
+    >>> _unique_names([Path("pred/ensemble")], None), _unique_names([Path("a/ensemble"), Path("b/fold_0")], None, {"ensemble"})
+    (['ensemble'], ['a/ensemble', 'fold_0'])
+    """
     if names is not None:
         names = [str(n) for n in names]
         if len(names) != len(folders):
             raise ValueError(f"`names` gives {len(names)} names for {len(folders)} prediction folders; give one per folder")
-    else:
-        names = [folder.name or str(folder) for folder in folders]
-        # fold folders often share their last part (.../fold_0/validation): use the first part that differs
-        if len(set(names)) < len(names):
-            names = [f"{folder.parent.name}/{folder.name}" for folder in folders]
-        if len(set(names)) < len(names):
-            names = [f"model_{i}" for i in range(len(folders))]
-    reserved = {ENSEMBLE, RANDOM_BASELINE, INTENSITY_BASELINE}
-    if len(set(names)) < len(names) or reserved & set(names):
-        raise ValueError(f"model names must be unique and not one of {sorted(reserved)}; got {names}")
+        if len(set(names)) < len(names) or set(reserved) & set(names):
+            raise ValueError(f"model names must be unique and not one of {sorted(reserved)} (rows this evaluation "
+                             f"adds); got {names}")
+        return names
+    names = [folder.name or str(folder) for folder in folders]
+    # fold folders often share their last part (.../fold_0/validation): use the first part that differs
+    if len(set(names)) < len(names):
+        names = [f"{folder.parent.name}/{folder.name}" for folder in folders]
+    names = [f"{folder.parent.name or 'predictions'}/{name}" if name in reserved else name
+             for folder, name in zip(folders, names)]
+    if len(set(names)) < len(names) or set(reserved) & set(names):
+        names = [f"model_{i}" for i in range(len(folders))]
     return names
+
+
+def paper_canvas(crop_info: dict, *, canvas_mm: Sequence[float] = PAPER_CANVAS_MM) -> tuple[int, ...]:
+    """The reference's canvas for one converted brain case, in the evaluation's ``(Z, Y, X)`` array order.
+
+    The reference pads every low-resolution brain volume to 80 x 112 x 80 voxels, i.e. 160 x 224 x 160 mm
+    at its 2 mm grid. From the ``crop_info`` that conversion writes, the canvas is that field of view
+    divided by the case's voxel size (80 x 112 x 80 for the 2 mm BraTS/ISLES test sets), reversed from
+    the NIfTI ``(i, j, k)`` order of ``crop_info`` to SimpleITK's ``(Z, Y, X)``.
+
+    Examples
+    --------
+    >>> paper_canvas({"output_affine": np.diag([2.0, 2.0, 2.0, 1.0]).tolist(), "output_shape": [70, 90, 66]})
+    (80, 112, 80)
+    """
+    affine = np.asarray(crop_info["output_affine"], dtype=float)
+    spacing = np.linalg.norm(affine[:3, :3], axis=0)
+    canvas_ijk = [int(round(mm / step)) for mm, step in zip(canvas_mm, spacing)]
+    return tuple(reversed(canvas_ijk))
+
+
+def _crop_info_folder(ground_truth: Path) -> Path:
+    return ground_truth.parent / "crop_info"
+
+
+def _brain_mask_folder(ground_truth: Path) -> Path | None:
+    """``brainmasksTs<suffix>`` beside ``labelsTs<suffix>`` (what brain test-set conversion writes), or None."""
+    name = ground_truth.resolve().name
+    if not name.startswith("labelsTs"):
+        return None
+    folder = ground_truth.parent / ("brainmasksTs" + name[len("labelsTs"):])
+    return folder if folder.is_dir() else None
+
+
+def _resolve_canvas(canvas, setting: str, ground_truth: Path, cases: Sequence[str]):
+    """Per case: the canvas shape to pad to, or None (no padding); and a description for the JSON."""
+    if canvas is None or canvas == "none":
+        return {case: None for case in cases}, None
+    folder = _crop_info_folder(ground_truth)
+    if canvas in ("auto", "paper"):
+        has_info = folder.is_dir() and all((folder / f"{case}.json").is_file() for case in cases)
+        if canvas == "auto" and not (setting == "brain" and has_info):
+            return {case: None for case in cases}, None
+        if not has_info:
+            missing = [case for case in cases if not (folder / f"{case}.json").is_file()]
+            raise FileNotFoundError(f"canvas 'paper' needs the crop information that brain conversion writes: "
+                                    f"{len(missing)} cases have no {folder}/<case>.json (e.g. {', '.join(missing[:3])})")
+        from nnunet_anomaly._io import check_complete
+
+        shapes = {}
+        for case in cases:
+            path = check_complete(folder / f"{case}.json")
+            shapes[case] = paper_canvas(json.loads(path.read_text(encoding="utf-8")))
+        distinct = sorted({shape for shape in shapes.values()})
+        return shapes, {"kind": "paper", "shape": list(distinct[0]) if len(distinct) == 1 else [list(d) for d in distinct],
+                        "field_of_view_mm": list(PAPER_CANVAS_MM), "crop_info": str(folder)}
+    shape = tuple(int(n) for n in canvas)
+    if any(n < 1 for n in shape):
+        raise ValueError(f"canvas sizes must be positive; got {shape}")
+    return {case: shape for case in cases}, {"kind": "given", "shape": list(shape)}
 
 
 def _largest_lesion_slice(truth: np.ndarray) -> int:
@@ -171,7 +355,10 @@ def evaluate_folder(
     setting: str = "brain",
     names: Sequence[str] | None = None,
     baselines: bool = False,
-    foreground=None,
+    foreground="auto",
+    canvas="auto",
+    precision: str = "exact",
+    threshold=None,
     aggregate: str = "mean",
     chunk_size: int = 20,
     repeats: int = 10,
@@ -204,8 +391,25 @@ def evaluate_folder(
         One display name per prediction folder (default: the folder names).
     baselines : bool
         Also score seeded random maps and the intensity-threshold baseline (needs `images`).
-    foreground : path, optional
-        Folder of masks restricting the pixel-wise metrics (off by default = the paper's protocol).
+    foreground : 'auto', path or None
+        Masks (e.g. brain masks) for a second set of pixel-wise and slice-wise numbers restricted to
+        them (``pixel_in_mask``, ``slice_in_mask``), reported beside the paper's, which score every
+        voxel. 'auto' (default): ``brainmasksTs`` beside a ``labelsTs`` ground-truth folder, when it
+        exists; None: no masked numbers.
+    canvas : 'auto', 'paper', None or sequence of int
+        Pad every case (map, ground truth, mask, image; zeros, symmetrically) to a canvas before
+        scoring, as the reference pads every brain test volume to 80 x 112 x 80 and scores all of it.
+        'paper': the reference's 160 x 224 x 160 mm field of view at each case's voxel size, from the
+        ``crop_info/`` that brain conversion writes beside ``labelsTs``; 'auto' (default): 'paper'
+        for the brain setting when that crop information exists (the converted BraTS and ISLES test
+        sets), else None (score the arrays as they are); a shape pads to that shape.
+    precision : {'exact', 'float16'}
+        'exact' (default) ranks the pixel scores as they are (float32 for nnU-Net's maps); 'float16'
+        rounds them to float16 first, as the MOOD challenge reads maps (use it for MOOD only).
+    threshold : float or nnunet_anomaly.calibration.Threshold, optional
+        A decision threshold (score > threshold = anomalous): each model's entry then gives the
+        voxel-level false-positive rate on the healthy cases, on every negative voxel, and the
+        sensitivity. See `nnunet_anomaly.calibration.calibrated_threshold`.
     aggregate : {'mean', 'percentile_75', 'top_25_mean'}
         The slice/sample aggregate shown in the table (the JSON holds all three).
     chunk_size, repeats : int
@@ -224,7 +428,14 @@ def evaluate_folder(
     -------
     dict
         Every number, as written to ``results.json`` (where undefined metrics, nan here, become null):
-        ``models[name]["pixel"|"slice"|"sample"]``, ``random``, ``folds_summary`` and ``per_case``.
+        ``models[name]["pixel"|"slice"|"sample"]`` (and ``"pixel_in_mask"``, ``"slice_in_mask"``,
+        ``"threshold"``), ``random``, ``folds_summary``, ``protocol`` and ``per_case``.
+
+    Notes
+    -----
+    Memory: with ``precision='exact'`` each scored map (every model, the ensemble, each baseline)
+    keeps its test set's scores sorted, about 2 bytes per float32 voxel (twice with a foreground);
+    with ``'float16'`` a few hundred kilobytes per case.
 
     Examples
     --------
@@ -248,6 +459,8 @@ def evaluate_folder(
         raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(SETTINGS)}")
     if aggregate not in AGGREGATES:
         raise ValueError(f"unknown aggregate {aggregate!r}; choose one of {', '.join(AGGREGATES)}")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if isinstance(predictions, (str, Path)):
         predictions = [predictions]
     folders = [Path(p) for p in predictions]
@@ -255,7 +468,9 @@ def evaluate_folder(
         raise ValueError("give at least one prediction folder")
     if baselines and images is None:
         raise ValueError("the baselines need the test images: pass `images` (--images)")
-    model_names = _unique_names(folders, names)
+    reserved = ({ENSEMBLE} if len(folders) > 1 else set()) | ({RANDOM_BASELINE, INTENSITY_BASELINE} if baselines else set())
+    model_names = _unique_names(folders, names, reserved)
+    ground_truth = Path(ground_truth)
     truth_files = find_cases(ground_truth, kind="ground truth")
     prediction_files = []
     for name, folder in zip(model_names, folders):
@@ -263,14 +478,26 @@ def evaluate_folder(
         match_cases(files, truth_files, label=f"predictions of {name!r} ({folder})")
         prediction_files.append(files)
     cases = sorted(truth_files)
+    if isinstance(foreground, str) and foreground == "auto":
+        foreground = _brain_mask_folder(ground_truth)
+    elif isinstance(foreground, str) and foreground == "none":
+        foreground = None
     foreground_files = None
     if foreground is not None:
         foreground_files = find_cases(foreground, kind="foreground mask")
         missing = sorted(set(cases) - set(foreground_files))
         if missing:
             raise ValueError(f"{len(missing)} cases have no foreground mask in {foreground}: {', '.join(missing[:10])}")
+    canvases, canvas_info = _resolve_canvas(canvas, setting, ground_truth, cases)
     if images is not None and not Path(images).is_dir():
         raise FileNotFoundError(f"image folder {str(images)!r} does not exist or is not a folder")
+    threshold_info = None
+    if threshold is not None:
+        from nnunet_anomaly.calibration import Threshold
+
+        threshold_info = threshold.as_dict() if isinstance(threshold, Threshold) else {"value": float(threshold),
+                                                                                        "source": "given"}
+        threshold = float(threshold_info["value"])
 
     if figure_cases is None:
         rng = np.random.default_rng(seed)
@@ -282,15 +509,15 @@ def evaluate_folder(
             raise ValueError(f"figure cases not in the test set: {', '.join(unknown)}")
     figure_cases = list(figure_cases)
 
-    accumulators = []
     with_slices = setting == "brain"
-    for name, folder in zip(model_names, folders):
-        accumulators.append(_Accumulator(name, "model", [str(folder)], with_slices))
+    options = dict(precision=precision, with_mask=foreground_files is not None, threshold=threshold)
+    accumulators = [_Accumulator(name, "model", [str(folder)], with_slices, **options)
+                    for name, folder in zip(model_names, folders)]
     if len(folders) > 1:
-        accumulators.append(_Accumulator(ENSEMBLE, "ensemble", [str(f) for f in folders], with_slices))
+        accumulators.append(_Accumulator(ENSEMBLE, "ensemble", [str(f) for f in folders], with_slices, **options))
     if baselines:
-        accumulators.append(_Accumulator(RANDOM_BASELINE, "baseline", [], with_slices))
-        accumulators.append(_Accumulator(INTENSITY_BASELINE, "baseline", [str(images)], with_slices))
+        accumulators.append(_Accumulator(RANDOM_BASELINE, "baseline", [], with_slices, **options))
+        accumulators.append(_Accumulator(INTENSITY_BASELINE, "baseline", [str(images)], with_slices, **options))
     primary = ENSEMBLE if len(folders) > 1 else model_names[0]
 
     sample_labels, all_slice_labels, overlays = [], [], []
@@ -307,23 +534,28 @@ def evaluate_folder(
                 f"{truth_files[case]}: setting 'brain' scores axial slices of 3D volumes; got a {truth.ndim}D mask "
                 "(use --setting cxr for 2D images)"
             )
+        raw_shape = truth.shape
         fg = None
         if foreground_files is not None:
             fg = load_ground_truth(foreground_files[case])
-            if fg.shape != truth.shape:
-                raise ValueError(f"{foreground_files[case]}: shape {fg.shape} differs from the ground truth's {truth.shape}")
+            if fg.shape != raw_shape:
+                raise ValueError(f"{foreground_files[case]}: shape {fg.shape} differs from the ground truth's {raw_shape}")
+        pad = _case_padder(canvases[case], truth_files[case])
+        truth = pad(truth)
+        fg = None if fg is None else pad(fg)
         labels_of_slices = slice_labels(truth) if with_slices else None
         sample_labels.append(bool(truth.any()))
         if with_slices:
             all_slice_labels.append(labels_of_slices)
 
-        raw = [load_prediction(files[case], reference_shape=truth.shape) for files in prediction_files]
-        maps = {name: np.clip(m, 0.0, 1.0) for name, m in zip(model_names, raw)}
+        raw = [load_prediction(files[case], reference_shape=raw_shape) for files in prediction_files]
+        maps = {name: pad(np.clip(m, 0.0, 1.0)) for name, m in zip(model_names, raw)}
         if len(raw) > 1:
             # the reference averages the raw outputs, then clips at evaluation
-            maps[ENSEMBLE] = np.clip(np.mean(raw, axis=0, dtype=np.float32), 0.0, 1.0)
+            dtype = np.result_type(np.float32, *raw)
+            maps[ENSEMBLE] = pad(np.clip(np.mean(raw, axis=0, dtype=dtype), 0.0, 1.0))
         del raw
-        image = load_image(images, case, truth.shape) if images is not None else None
+        image = pad(load_image(images, case, raw_shape)) if images is not None else None
         if baselines:
             case_rng = np.random.default_rng([seed, case_index])
             maps[RANDOM_BASELINE] = case_rng.random(truth.shape, dtype=np.float32)
@@ -338,7 +570,7 @@ def evaluate_folder(
                 # a (1, H, W) array is a 2D image stored as a volume: draw it like one
                 "volume": truth.ndim >= 3 and truth.shape[0] > 1,
                 "image": None if image is None else _view(image, index).copy(),
-                "map": _view(maps[primary], index).copy(),
+                "map": _view(maps[primary], index).astype(np.result_type(np.float32, maps[primary].dtype)),  # copy
                 "truth": _view(truth, index).copy(),
                 "pixel_ap": next(a for a in accumulators if a.name == primary).rows[-1]["pixel_ap"],
             })
@@ -347,7 +579,7 @@ def evaluate_folder(
     n_voxels = accumulators[0].pooled.n_total
     n_positive = accumulators[0].pooled.n_positive
     results = {
-        "test_set": test_set or _default_test_set_name(Path(ground_truth)),
+        "test_set": test_set or _default_test_set_name(ground_truth),
         "setting": setting,
         "scales": list(SETTINGS[setting]),
         "aggregate": aggregate,
@@ -356,9 +588,16 @@ def evaluate_folder(
             "slice_positive_fraction": SLICE_POSITIVE_FRACTION,
             "pixel_ap_paper": f"mean AP over chunks of {chunk_size} cases, over {repeats} orderings (seeds 0..{repeats - 1})",
             "pixel_ap_pooled": "AP over all voxels of all cases (MOOD)",
-            "score_precision": "float16 for pixel metrics (exact on the rounded scores); float64 aggregates",
+            "score_precision": ("pixel scores ranked as they are (exact); float64 aggregates" if precision == "exact"
+                                else "pixel scores rounded to float16 (MOOD's reading); float64 aggregates"),
             "clipping": "maps clipped to [0, 1]; ensemble = mean of the unclipped maps, then clipped",
+            "canvas": canvas_info or "none: every voxel of the arrays as they are",
             "foreground": None if foreground is None else str(foreground),
+            "masked_numbers": (None if foreground is None else
+                               "pixel_in_mask / slice_in_mask: the same metrics on the voxels inside the foreground "
+                               "masks (slice scores aggregate the slice's in-mask pixels; slices without any are left "
+                               "out; slice labels as without the mask)"),
+            "threshold": threshold_info,
             "undefined": "nan where a metric is undefined (AP without positives, AUROC with one class); means are nanmeans",
         },
         "cases": cases,
@@ -384,6 +623,20 @@ def evaluate_folder(
             sample_labels=np.asarray(sample_labels, bool), slice_labels=all_slice_labels_flat, figures=figures,
         )
     return results
+
+
+def _case_padder(canvas, truth_file: Path):
+    """A function padding one case's arrays to `canvas` (identity when None), with errors naming the case."""
+    if canvas is None:
+        return lambda array: array
+
+    def pad(array):
+        try:
+            return pad_to_canvas(array, canvas)
+        except ValueError as error:
+            raise ValueError(f"{truth_file}: {error} (the reference asserts that every brain fits its canvas)") from None
+
+    return pad
 
 
 def _default_test_set_name(ground_truth: Path) -> str:
@@ -428,7 +681,7 @@ def _table_auroc(model: dict, scale: str, aggregate: str) -> float:
 
 
 def evaluate_arrays(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, setting: str = "brain",
-                    chunk_size: int = 20, repeats: int = 10) -> dict:
+                    chunk_size: int = 20, repeats: int = 10, precision: str = "exact") -> dict:
     """The paper's metrics of in-memory maps and masks (one pair per case, already in case order).
 
     A light sibling of `evaluate_folder` for notebooks and tests: returns the ``models['maps']``
@@ -446,8 +699,10 @@ def evaluate_arrays(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, 
         raise ValueError(f"unknown setting {setting!r}; choose one of {', '.join(SETTINGS)}")
     if len(maps) != len(masks) or not maps:
         raise ValueError(f"need one mask per map and at least one case; got {len(maps)} maps and {len(masks)} masks")
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     with_slices = setting == "brain"
-    accumulator = _Accumulator("maps", "model", [], with_slices)
+    accumulator = _Accumulator("maps", "model", [], with_slices, precision=precision)
     sample_labels, all_slice_labels = [], []
     for index, (scores, truth) in enumerate(zip(maps, masks)):
         scores, truth = np.asarray(scores), np.asarray(truth) != 0
@@ -457,6 +712,8 @@ def evaluate_arrays(maps: Sequence[np.ndarray], masks: Sequence[np.ndarray], *, 
         sample_labels.append(bool(truth.any()))
         if with_slices:
             all_slice_labels.append(labels_of_slices)
-        accumulator.update(str(index), np.clip(scores.astype(np.float32), 0, 1), truth, labels_of_slices, None)
+        from ._exact import as_exact_floats
+
+        accumulator.update(str(index), np.clip(as_exact_floats(scores), 0, 1), truth, labels_of_slices, None)
     flat = np.concatenate(all_slice_labels) if with_slices else np.zeros(0, bool)
     return accumulator.results(sample_labels, flat, chunk_size, repeats)

@@ -110,37 +110,18 @@ def match_cases(predictions: dict[str, Path], ground_truth: dict[str, Path], *, 
 
 
 def _read_array(path: Path) -> np.ndarray:
-    name = path.name
-    try:
-        if name.endswith(_SITK_SUFFIXES):
-            import SimpleITK as sitk
+    """Read a whole file as an array (``nnunet_anomaly._io.read_array``): a truncated or unreadable file
+    is a one-line ValueError that names it."""
+    from nnunet_anomaly._io import read_array
 
-            return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
-        if name.endswith(".png"):
-            from PIL import Image
-
-            with Image.open(path) as image:
-                return np.asarray(image)
-        if name.endswith(".npy"):
-            return np.load(path, allow_pickle=False)
-        if name.endswith(".npz"):
-            with np.load(path, allow_pickle=False) as archive:
-                if "probabilities" in archive.files:
-                    return archive["probabilities"]
-                if len(archive.files) == 1:
-                    return archive[archive.files[0]]
-                raise ValueError(
-                    f"{path}: expected the key 'probabilities' (nnU-Net's --save_probabilities); found {archive.files}"
-                )
-    except ValueError:
-        raise
-    except Exception as error:  # unreadable/corrupt file: name it, keep the library's reason
-        raise ValueError(f"cannot read {path}: {type(error).__name__}: {error}") from error
-    raise ValueError(f"{path}: unsupported file type")
+    return read_array(path, npz_key="probabilities")
 
 
 def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np.ndarray:
-    """Read an anomaly map as float32 (not yet clipped).
+    """Read an anomaly map (not yet clipped) in its own float dtype (float16, float32 or float64).
+
+    The scores keep their precision (nnU-Net writes float32); integer maps become a float dtype
+    that holds them exactly (PNG maps are scaled to [0, 1] in float32).
 
     nnU-Net ``.npz`` probabilities ``(C, *spatial)`` give channel 0 when C == 1 and the last channel
     (class 1 of a two-class softmax) otherwise. PNG maps are scaled from their integer range to
@@ -168,7 +149,11 @@ def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np
                           "(nnU-Net writes scores with --save_probabilities as .npz)", stacklevel=2)
     if not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
         raise ValueError(f"{path}: anomaly map must be numeric; got dtype {array.dtype}")
-    array = array.astype(np.float32, copy=False)
+    if np.issubdtype(array.dtype, np.complexfloating):
+        raise ValueError(f"{path}: anomaly map must be real; got dtype {array.dtype}")
+    from ._exact import as_exact_floats
+
+    array = as_exact_floats(array)  # float16/32/64 keep their dtype; integers go to a float that holds them
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: anomaly map has {int((~np.isfinite(array)).sum())} NaN/inf values")
     return _match_shape(array, reference_shape, path)

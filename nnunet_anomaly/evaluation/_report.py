@@ -31,11 +31,22 @@ def _pair(ap, area) -> str:
 
 
 def _cell(model: dict, scale: str, aggregate: str) -> str:
-    if scale == "pixel":
-        return _pair(model["pixel"]["ap_chunked"]["mean"], model["pixel"]["auroc"])
+    if scale.startswith("pixel"):
+        if scale not in model:
+            return "n/a"
+        return _pair(model[scale]["ap_chunked"]["mean"], model[scale]["auroc"])
     if scale not in model:
         return "n/a"
     return _pair(model[scale]["ap"][aggregate], model[scale]["auroc"][aggregate])
+
+
+def _threshold_cell(model: dict) -> str:
+    threshold = model.get("threshold")
+    if threshold is None:
+        return "n/a"
+    fpr = threshold["healthy_voxel_fpr"]
+    text = "n/a" if fpr is None or (isinstance(fpr, float) and math.isnan(fpr)) else f"{100 * fpr:.2f}"
+    return f"{text} / {_percent(threshold['sensitivity'])}"
 
 
 def format_table(results: dict | Sequence[dict]) -> str:
@@ -92,16 +103,26 @@ def format_table(results: dict | Sequence[dict]) -> str:
     ensembles = [n for n in names if kinds[n] == "ensemble"]
     baselines = [n for n in names if kinds[n] == "baseline"]
 
+    masked = [f"{scale}_in_mask" for scale in scales
+              if any(f"{scale}_in_mask" in model for r in results for model in r["models"].values())]
+    with_threshold = any("threshold" in model for r in results for model in r["models"].values())
     header = ["Model"] + [f"{_SCALE_TITLES[s]}<br>{t}" for s in scales for t in sets]
     header += [f"Pixel AP, pooled (MOOD)<br>{t}" for t in sets]
-    lines = [
-        f"AP/AUROC in %. {', '.join(_SCALE_TITLES[s] for s in scales if s != 'pixel')} scores: "
-        f"{_AGGREGATE_TITLES[aggregate]} of the pixel scores. Pixel-wise AP: the paper's protocol (mean AP over "
-        "chunks of 20 cases, 10 seeded orderings); pooled: AP over all voxels (MOOD).",
-        "",
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-    ]
+    header += [f"{_SCALE_TITLES[s[: -len('_in_mask')]]}, in mask<br>{t}" for s in masked for t in sets]
+    header += [f"Healthy-voxel FPR / sensitivity (%) at threshold<br>{t}" for t in sets] if with_threshold else []
+    notes = [f"AP/AUROC in %. {', '.join(_SCALE_TITLES[s] for s in scales if s != 'pixel')} scores: "
+             f"{_AGGREGATE_TITLES[aggregate]} of the pixel scores. Pixel-wise AP: the paper's protocol (mean AP over "
+             "chunks of 20 cases, 10 seeded orderings); pooled: AP over all voxels (MOOD)."]
+    canvases = {str(r.get("protocol", {}).get("canvas")) for r in results if isinstance(r.get("protocol", {}).get("canvas"), dict)}
+    if canvases:
+        notes.append("Every case is padded to the paper's canvas and all of it is scored, as in the reference.")
+    if masked:
+        notes.append("\"In mask\": the same metrics on the voxels inside the foreground (brain) masks only.")
+    if with_threshold:
+        values = sorted({f"{m['threshold']['value']:.4g}" for r in results for m in r["models"].values() if "threshold" in m})
+        notes.append(f"Threshold {', '.join(values)}: fraction of the healthy cases' voxels above it, and of the "
+                     "anomalous voxels above it.")
+    lines = [" ".join(notes), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def row(label, cells):
         lines.append("| " + " | ".join([label, *cells]) + " |")
@@ -113,6 +134,11 @@ def format_table(results: dict | Sequence[dict]) -> str:
                 cells.append(_cell(r["models"][name], scale, aggregate) if name in r["models"] else "n/a")
         for r in results:
             cells.append(_percent(r["models"][name]["pixel"]["ap_pooled"]) if name in r["models"] else "n/a")
+        for scale in masked:
+            for r in results:
+                cells.append(_cell(r["models"][name], scale, aggregate) if name in r["models"] else "n/a")
+        if with_threshold:
+            cells += [_threshold_cell(r["models"][name]) if name in r["models"] else "n/a" for r in results]
         return cells
 
     for name in individual:
@@ -128,11 +154,13 @@ def format_table(results: dict | Sequence[dict]) -> str:
         for r in results:
             pooled = [r["models"][n]["pixel"]["ap_pooled"] for n in individual if n in r["models"]]
             cells.append(_mean_sd(np.mean(pooled), np.std(pooled)) if pooled else "n/a")
+        cells += ["" for _ in masked for _ in results] + (["" for _ in results] if with_threshold else [])
         row("all (mean±s.d.)", cells)
     for name in ensembles:
         row(f"**{name}**", model_cells(name))
     cells = [_pair(r["random"][scale]["ap"], r["random"][scale]["auroc"]) for scale in scales for r in results]
     cells += [_percent(r["random"]["pixel"]["ap"]) for r in results]
+    cells += ["" for _ in masked for _ in results] + (["" for _ in results] if with_threshold else [])
     row("Random (prevalence)", cells)
     for name in baselines:
         row(f"baseline: {name}", model_cells(name))
@@ -141,8 +169,9 @@ def format_table(results: dict | Sequence[dict]) -> str:
 
 _CSV_COLUMNS = [
     "case", "model", "anomalous", "n_voxels", "n_positive", "pixel_ap", "pixel_auroc",
+    "n_voxels_in_mask", "pixel_ap_in_mask", "pixel_auroc_in_mask",
     "score_mean", "score_percentile_75", "score_top_25_mean",
-    "n_slices", "n_positive_slices", "slice_ap", "slice_auroc",
+    "n_slices", "n_positive_slices", "slice_ap", "slice_auroc", "voxels_above_threshold",
 ]
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ._exact import SortedScores
 from ._histogram import ScoreHistogram, SparseHistogram, _average_precision_from_counts
 
 __all__ = [
@@ -25,6 +26,7 @@ __all__ = [
     "aggregate_scores",
     "all_aggregates",
     "chunked_average_precision",
+    "pad_to_canvas",
     "slice_labels",
 ]
 
@@ -139,7 +141,7 @@ def all_aggregates(scores, *, axis: int | None = None) -> dict[str, np.ndarray]:
 
 
 def chunked_average_precision(
-    case_histograms: Sequence[SparseHistogram | ScoreHistogram],
+    case_histograms: Sequence[SortedScores | SparseHistogram | ScoreHistogram],
     *,
     chunk_size: int = 20,
     repeats: int = 10,
@@ -152,8 +154,9 @@ def chunked_average_precision(
 
     Parameters
     ----------
-    case_histograms : sequence of SparseHistogram or ScoreHistogram
-        One per case, in case order (sorted by case name, as the reference sorts by sample id).
+    case_histograms : sequence of SortedScores, SparseHistogram or ScoreHistogram
+        One per case, in case order (sorted by case name, as the reference sorts by sample id):
+        `SortedScores` for exact AP on the scores as they are, histograms for float16 counting.
     chunk_size, repeats : int
         20 and 10 in the paper.
 
@@ -182,13 +185,20 @@ def chunked_average_precision(
         raise ValueError("chunked average precision needs at least one case")
     if chunk_size < 1 or repeats < 1:
         raise ValueError(f"`chunk_size` and `repeats` must be >= 1; got {chunk_size} and {repeats}")
-    dense = [_dense_counts(h) for h in case_histograms] if n_cases <= 64 else None
+    exact = all(isinstance(h, SortedScores) for h in case_histograms)
+    if not exact and any(isinstance(h, SortedScores) for h in case_histograms):
+        raise ValueError("mix of SortedScores and float16 histograms: summarise every case the same way")
+    dense = [_dense_counts(h) for h in case_histograms] if n_cases <= 64 and not exact else None
     repeat_means = []
     for seed in range(repeats):
         order = np.random.default_rng(seed=seed).permutation(n_cases)
         chunk_aps = []
         for start in range(0, n_cases, chunk_size):
             members = order[start : start + chunk_size]
+            if exact:
+                chunk = SortedScores.pooled([case_histograms[i] for i in members])
+                chunk_aps.append(chunk.average_precision() if chunk.n_positive else 0.0)
+                continue
             if dense is not None:
                 positives = sum(dense[i][0] for i in members)
                 negatives = sum(dense[i][1] for i in members)
@@ -225,3 +235,31 @@ def _ap_of_dense(positives, negatives) -> float:
     if grouped_positives.sum() == 0:
         return 0.0  # sklearn's value for a chunk without positives (without its warning, once per chunk)
     return _average_precision_from_counts(grouped_positives, grouped_negatives)
+
+
+def pad_to_canvas(array, canvas, *, value=0):
+    """Pad `array` symmetrically to the `canvas` shape, the reference's rule for its 80x112x80 brain canvas.
+
+    Each axis gets ``(t - s) // 2`` values before and the rest (one more when ``t - s`` is odd) after,
+    as ``multitask_method/data/preprocessed_mri.py`` pads every brain volume at load time.
+
+    Raises
+    ------
+    ValueError
+        If `array` has another number of dimensions or is larger than the canvas along an axis.
+
+    Examples
+    --------
+    >>> pad_to_canvas(np.ones((1, 2)), (3, 5)).astype(int).tolist()
+    [[0, 0, 0, 0, 0], [0, 1, 1, 0, 0], [0, 0, 0, 0, 0]]
+    """
+    array = np.asarray(array)
+    canvas = tuple(int(t) for t in canvas)
+    if array.ndim != len(canvas):
+        raise ValueError(f"cannot pad a {array.ndim}D array of shape {array.shape} to the {len(canvas)}D canvas {canvas}")
+    if any(s > t for s, t in zip(array.shape, canvas)):
+        raise ValueError(f"shape {array.shape} does not fit the canvas {canvas}")
+    if array.shape == canvas:
+        return array
+    widths = [((t - s) // 2, (t - s) - (t - s) // 2) for s, t in zip(array.shape, canvas)]
+    return np.pad(array, widths, mode="constant", constant_values=value)
