@@ -4,11 +4,10 @@ The top-level ``trainers/`` and ``dataset_conversion/`` folders are installed as
 ``nnunet_anomaly.trainers`` and ``nnunet_anomaly.dataset_conversion``, so every trainer class has one
 canonical module path (nnU-Net's spawned data-augmentation workers unpickle it by that path).
 """
-from pathlib import Path
+from setuptools import Distribution, find_packages, setup
 
-from setuptools import find_packages, setup
-from setuptools.command.build_py import build_py
-from setuptools.command.editable_wheel import editable_wheel
+# setuptools keeps distutils' install_data command (it has no module of its own for it)
+install_data = Distribution().get_command_class("install_data")
 
 PACKAGE_DIR = {
     "nnunet_anomaly": "nnunet_anomaly",
@@ -18,65 +17,42 @@ PACKAGE_DIR = {
 PACKAGES = ["nnunet_anomaly", *(f"nnunet_anomaly.{p}" for p in find_packages("nnunet_anomaly")),
             "nnunet_anomaly.trainers", "nnunet_anomaly.dataset_conversion"]
 
-# nnU-Net finds trainers only inside its own nnunetv2/training/nnUNetTrainer/ folder or through the
-# nnUNet_extTrainer environment variable. So that the literal `nnUNetv2_train ... -tr AnomalyTaskTrainer`
-# works after a plain `pip install`, both the wheel and the editable install carry one guarded shim
-# module at NNUNET_SHIM_TARGET; it is in our RECORD, so `pip uninstall nnunet-anomaly` removes it.
-# Nothing is ever written into site-packages at import or run time. See documentation/prediction.md.
-NNUNET_SHIM_SOURCE = "nnunet_anomaly/plugin/ext_trainers/nnunet_anomaly_trainers.py"
-NNUNET_SHIM_TARGET = "nnunetv2/training/nnUNetTrainer/nnunet_anomaly_trainers.py"
+# nnU-Net finds trainers outside its own package only through the nnUNet_extTrainer environment
+# variable. So that the literal `nnUNetv2_train ... -tr AnomalyTaskTrainer` works right after
+# `pip install .` or `pip install -e .`, we install one start-up file of our own, nnunet_anomaly.pth,
+# into site-packages: Python runs it at start-up and it appends our trainer folder to
+# nnUNet_extTrainer (nnunet_anomaly/plugin/_startup.py). Nothing is written into nnU-Net's folder.
+STARTUP_HOOK = "nnunet_anomaly/plugin/nnunet_anomaly.pth"
+
+#: the nnU-Net releases this package is tested with (it subclasses nnU-Net's trainer and relies on
+#: its internals); see documentation/install.md for how to check a newer release
+NNUNET_REQUIREMENT = "nnunetv2>=2.8.1,<2.9"
 
 
-class BuildPyWithNnUNetShim(build_py):
-    """Regular wheel: also place the shim in build_lib at its location inside nnunetv2."""
+class InstallDataIntoSitePackages(install_data):
+    """Install our ``data_files`` (only the .pth start-up hook) relative to site-packages, not the prefix.
 
-    def run(self):
-        super().run()
-        if not self.editable_mode:  # editable installs get the shim from EditableWheelWithNnUNetShim
-            target = Path(self.build_lib, NNUNET_SHIM_TARGET)
-            self.mkpath(str(target.parent))
-            self.copy_file(NNUNET_SHIM_SOURCE, str(target), preserve_mode=False)
-
-    def get_outputs(self, *args, **kwargs):
-        outputs = super().get_outputs(*args, **kwargs)
-        if not self.editable_mode:
-            outputs.append(str(Path(self.build_lib, NNUNET_SHIM_TARGET)))
-        return outputs
-
-
-class _AddNnUNetShim:
-    """Wraps setuptools' editable strategy (.pth / finder) and adds the shim file to the editable wheel."""
-
-    def __init__(self, strategy):
-        self.strategy = strategy
-
-    def __enter__(self):
-        self.strategy.__enter__()
-        return self
-
-    def __exit__(self, *exc_info):
-        return self.strategy.__exit__(*exc_info)
-
-    def __call__(self, wheel, files, mapping):
-        self.strategy(wheel, files, mapping)
-        wheel.writestr(NNUNET_SHIM_TARGET, Path(NNUNET_SHIM_SOURCE).read_bytes())
-
-
-class EditableWheelWithNnUNetShim(editable_wheel):
-    """`pip install -e .` (PEP 660): the editable wheel carries a real copy of the shim.
-
-    setuptools' editable strategies drop build_py outputs outside our own packages, so the shim is added
-    where the strategy writes its .pth file (setuptools' `_select_strategy`, stable since setuptools 64).
+    A .pth file works only in a site directory. Both the regular wheel (bdist_wheel) and the editable
+    wheel (PEP 660) run ``install_data`` with ``install_lib`` pointing at the wheel's root, which pip
+    unpacks into site-packages and records, so ``pip uninstall`` removes the file.
     """
 
-    def run(self):
-        if not hasattr(editable_wheel, "_select_strategy"):
-            self.warn("this setuptools cannot add the nnU-Net trainer shim to an editable install; "
-                      "set nnUNet_extTrainer=$(python -m nnunet_anomaly.plugin) instead")
-        super().run()
+    def finalize_options(self):
+        self.set_undefined_options("install", ("install_lib", "install_dir"))
+        super().finalize_options()
 
-    def _select_strategy(self, *args, **kwargs):
-        return _AddNnUNetShim(super()._select_strategy(*args, **kwargs))
+
+class DistributionInstallingDataWhenEditable(Distribution):
+    """Lets ``pip install -e .`` install the .pth hook too.
+
+    setuptools' editable wheel is meant to install data files as in a regular install (see the
+    docstring of ``editable_wheel._configure_build``), but it checks ``distribution.has_data()``, a
+    method distutils calls ``has_data_files()``, so it skips them. This alias makes it do what it says;
+    it changes nothing for regular wheels. tests/test_install.py checks both installs.
+    """
+
+    def has_data(self):
+        return self.has_data_files()
 
 
 setup(
@@ -93,8 +69,9 @@ setup(
     packages=PACKAGES,
     package_dir=PACKAGE_DIR,
     package_data={"nnunet_anomaly": ["data/*.json", "data/*.LICENSE"]},
+    data_files=[("", [STARTUP_HOOK])],
     install_requires=[
-        "nnunetv2>=2.8.1",
+        NNUNET_REQUIREMENT,
         "batchgeneratorsv2>=0.3.0",
         "acvl-utils>=0.2",
         "torch>=2.1.2",
@@ -116,7 +93,8 @@ setup(
         "demo": ["nilearn>=0.10", "pydicom-data>=1.0"],
         "test": ["pytest>=7.4", "hypothesis>=6.80", "pie-torch==0.0.1", "nilearn>=0.10", "pydicom-data>=1.0"],
     },
-    cmdclass={"build_py": BuildPyWithNnUNetShim, "editable_wheel": EditableWheelWithNnUNetShim},
+    distclass=DistributionInstallingDataWhenEditable,
+    cmdclass={"install_data": InstallDataIntoSitePackages},
     entry_points={
         "console_scripts": [
             "nnunet_anomaly=nnunet_anomaly.cli:main",

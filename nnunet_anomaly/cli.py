@@ -20,6 +20,8 @@ class Verb(NamedTuple):
 VERBS: dict[str, Verb] = {
     "show-tasks": Verb("nnunet_anomaly.visualise", "render what each synthetic task does (before, after, difference, label) to a PNG"),
     "evaluate": Verb("nnunet_anomaly.evaluation.cli", "score anomaly maps against ground-truth masks; tables, JSON, CSV and figures"),
+    "predict": Verb("nnunet_anomaly.nnunet.predict", "nnUNetv2_predict for fold ensembles: probabilities averaged, folds weighted by validation"),
+    "crossval": Verb("nnunet_anomaly.nnunet.crossval", "cross-validation of anomaly models from their folds' synthetic validation; ranks models"),
     "export": Verb("nnunet_anomaly.export", "export nnU-Net probability maps as NIfTI/PNG anomaly maps in the original geometry"),
     "demo": Verb("nnunet_anomaly.demo", "the whole product end to end on the embedded offline demo dataset"),
 }

@@ -12,6 +12,9 @@ from the input image.
 Formats: float32 NIfTI (or the input's own SimpleITK format) for 3D and 2D volumes, and 16-bit
 grey PNG (``round(65535 * p)``) for PNG inputs or on request for any 2D map. nnU-Net's ``.pkl``
 properties files are not read: geometry comes from the input image itself, so nothing is unpickled.
+The maps are in the array order of the model's nnU-Net image reader (``image_reader_writer`` in the
+``plans.json`` that ``nnUNetv2_predict`` writes next to them); :mod:`nnunet_anomaly.readers` undoes it,
+so a ``NibabelIOWithReorient`` model's maps land in the file's own voxel order.
 """
 from __future__ import annotations
 
@@ -191,21 +194,12 @@ def _npz_array_shape(path: Path, key: str = "probabilities") -> tuple[int, ...]:
         return tuple(data[key].shape)
 
 
-def _reference_shape(path: Path) -> tuple[int, ...]:
-    """Array shape of the reference image as nnU-Net reads it (numpy order; no RGB channel axis)."""
+def _reference_shape(path: Path, reader: str = "SimpleITKIO") -> tuple[int, ...]:
+    """Array shape of the reference image as the model's nnU-Net `reader` reads it (numpy order; no channel axis)."""
+    from nnunet_anomaly.readers import array_shape
+
     try:
-        if path.name.lower().endswith(PNG_ENDINGS):
-            from PIL import Image
-
-            with Image.open(path) as image:
-                width, height = image.size
-            return (height, width)
-        import SimpleITK as sitk
-
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(path))
-        reader.ReadImageInformation()
-        return tuple(int(s) for s in reversed(reader.GetSize()))
+        return array_shape(path, reader)
     except Exception as error:  # noqa: BLE001 -- any reader failure is a bad input file
         raise ValueError(f"cannot read image {path} ({type(error).__name__}: {error})") from None
 
@@ -220,7 +214,7 @@ def _map_shape_for(probability_shape: tuple[int, ...], image_shape: tuple[int, .
     return None
 
 
-def check_cases(cases: Sequence[ExportCase]) -> None:
+def check_cases(cases: Sequence[ExportCase], reader: str = "SimpleITKIO") -> None:
     """Check every case's probability array against its input image before anything is written.
 
     Raises
@@ -229,11 +223,15 @@ def check_cases(cases: Sequence[ExportCase]) -> None:
         Listing every case whose array is not one channel, does not match the input's shape, or
         cannot become a PNG (``png`` format needs a 2D map).
     """
+    from nnunet_anomaly._io import check_complete
+
     problems = []
     for case in cases:
         try:
+            check_complete(case.probabilities)  # truncated files read as short data otherwise
+            check_complete(case.reference_image)
             probability_shape = _npz_array_shape(case.probabilities)
-            image_shape = _reference_shape(case.reference_image)
+            image_shape = _reference_shape(case.reference_image, reader)
         except ValueError as error:
             problems.append(f"{case.case}: {error}")
             continue
@@ -270,11 +268,13 @@ def load_anomaly_map(npz_path, image_shape: Sequence[int]) -> np.ndarray:
     >>> load_anomaly_map(path, (1, 2)).tolist()
     [[0.25, 1.0]]
     """
+    from nnunet_anomaly._io import read_array
+
     npz_path = Path(npz_path)
     with np.load(npz_path) as data:
         if "probabilities" not in data:
             raise ValueError(f"{npz_path} has no 'probabilities' array")
-        probabilities = data["probabilities"]
+    probabilities = read_array(npz_path, npz_key="probabilities")  # checked in full: a cut file is an error
     map_shape = _map_shape_for(tuple(probabilities.shape), tuple(image_shape))
     if probabilities.ndim < 3 or probabilities.shape[0] != 1 or map_shape is None:
         raise ValueError(f"{npz_path}: shape {probabilities.shape} is not one anomaly channel of shape {tuple(image_shape)}")
@@ -284,7 +284,7 @@ def load_anomaly_map(npz_path, image_shape: Sequence[int]) -> np.ndarray:
     return np.clip(anomaly_map, 0.0, 1.0)
 
 
-def write_anomaly_map(anomaly_map: np.ndarray, reference_image, output_path) -> Path:
+def write_anomaly_map(anomaly_map: np.ndarray, reference_image, output_path, reader: str = "SimpleITKIO") -> Path:
     """Write one map atomically, with the reference image's geometry; the format follows the file name.
 
     ``.png``: 16-bit grey (the map must be 2D after dropping size-1 axes); anything else: float32
@@ -302,28 +302,72 @@ def write_anomaly_map(anomaly_map: np.ndarray, reference_image, output_path) -> 
             Image.fromarray(to_png16(plane)).save(tmp, format="PNG")
         return output_path
 
-    import SimpleITK as sitk
+    from nnunet_anomaly.readers import write_like_reference
 
-    image = sitk.GetImageFromArray(np.ascontiguousarray(anomaly_map, dtype=np.float32))
-    if not reference_image.name.lower().endswith(PNG_ENDINGS):
-        reader = sitk.ImageFileReader()
-        reader.SetFileName(str(reference_image))
-        reader.ReadImageInformation()
-        if reader.GetDimension() == image.GetDimension():
-            image.SetSpacing(reader.GetSpacing())
-            image.SetOrigin(reader.GetOrigin())
-            image.SetDirection(reader.GetDirection())
-    with atomic_path(output_path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
-    return output_path
+    # back from the model reader's array order to the reference's file order and geometry
+    return write_like_reference(anomaly_map, reference_image, output_path, reader, dtype=np.float32)
+
+
+#: how a map becomes one sample score (MOOD's sample-level task): the evaluation's aggregates, or the maximum
+SAMPLE_AGGREGATES = ("mean", "percentile_75", "top_25_mean", "max")
+
+
+def sample_score(anomaly_map: np.ndarray, aggregate: str = "mean") -> float:
+    """One anomaly score for a whole case: an aggregate of its (clipped) map.
+
+    ``mean`` is the paper's sample-wise score; ``percentile_75`` and ``top_25_mean`` are the
+    reference's other two (see :func:`nnunet_anomaly.evaluation.aggregate_scores`); ``max`` is the
+    highest voxel score.
+
+    Examples
+    --------
+    >>> m = np.array([[0.0, 0.2], [0.4, 1.0]])
+    >>> sample_score(m), sample_score(m, "max"), sample_score(m, "top_25_mean")
+    (0.4, 1.0, 1.0)
+    """
+    if aggregate not in SAMPLE_AGGREGATES:
+        raise ValueError(f"unknown sample aggregate {aggregate!r}; choose one of {', '.join(SAMPLE_AGGREGATES)}")
+    if aggregate == "max":
+        return float(np.max(anomaly_map))
+    from nnunet_anomaly.evaluation import aggregate_scores
+
+    return float(aggregate_scores(anomaly_map, aggregate))
+
+
+def write_sample_score(value: float, output_path) -> Path:
+    """Write one sample score as MOOD's sample-level task reads it: a text file holding one number."""
+    from nnunet_anomaly._io import write_text
+
+    return write_text(output_path, f"{float(value):.9g}\n")
+
+
+def write_binary_mask(mask: np.ndarray, reference_image, output_path, reader: str = "SimpleITKIO") -> Path:
+    """Write a 0/1 uint8 mask atomically with the reference image's geometry (PNG: 8-bit 0/1, like nnU-Net labels)."""
+    reference_image, output_path = Path(reference_image), Path(output_path)
+    mask = np.asarray(mask).astype(np.uint8)
+    if output_path.name.lower().endswith(".png"):
+        from PIL import Image
+
+        plane = np.squeeze(mask)
+        if plane.ndim != 2:
+            raise ValueError(f"{output_path}: a mask of shape {mask.shape} cannot be a PNG")
+        with atomic_path(output_path) as tmp:
+            Image.fromarray(plane).save(tmp, format="PNG")
+        return output_path
+    from nnunet_anomaly.readers import write_like_reference
+
+    return write_like_reference(mask, reference_image, output_path, reader, dtype=np.uint8)
 
 
 def export_anomaly_maps(predictions_dir, images_dir, output_dir, *, file_format: str = "auto",
-                        allow_missing: bool = False, progress: bool = True) -> list[Path]:
+                        allow_missing: bool = False, progress: bool = True, sample_scores_dir=None,
+                        sample_aggregate: str = "mean", masks_dir=None, threshold=None, plans_file=None,
+                        reader: str | None = None) -> list[Path]:
     """Export every case of an ``nnUNetv2_predict --save_probabilities`` folder as an anomaly-map file.
 
     All cases are checked before the first file is written (missing images or predictions, channel
-    count, shapes), so a bad input never leaves a half-exported folder; each file is written atomically.
+    count, shapes, files cut short), so a bad input never leaves a half-exported folder; each file is
+    written atomically.
 
     Parameters
     ----------
@@ -339,25 +383,55 @@ def export_anomaly_maps(predictions_dir, images_dir, output_dir, *, file_format:
         Skip input images without a prediction instead of failing.
     progress : bool
         Show a progress bar.
+    sample_scores_dir : path, optional
+        Also write one sample score per case, ``<output name>.txt`` holding one number (MOOD's
+        sample-level format: ``00042.nii.gz`` -> ``00042.nii.gz.txt``).
+    sample_aggregate : {'mean', 'percentile_75', 'top_25_mean', 'max'}
+        How a map becomes its sample score (:func:`sample_score`).
+    masks_dir : path, optional
+        Also write a binary mask per case (uint8, 1 where the score > `threshold`), named like the map.
+    threshold : float or nnunet_anomaly.calibration.Threshold, optional
+        The decision threshold for `masks_dir` (e.g. calibrated on healthy validation data).
+    plans_file, reader : optional
+        The maps are in the array order of the model's nnU-Net image reader (``image_reader_writer`` of
+        its plans), which export undoes (see :mod:`nnunet_anomaly.readers`). By default it is read from the
+        ``plans.json`` that ``nnUNetv2_predict`` writes into `predictions_dir`; give the model's
+        ``plans.json`` (``plans_file``) or the reader's name (``reader``) for folders without one.
 
     Returns
     -------
     list of pathlib.Path
-        The written files, sorted by case.
+        The written map files, sorted by case.
     """
     from tqdm import tqdm
 
     output_dir = Path(output_dir)
-    if output_dir.resolve() == Path(images_dir).resolve():
-        raise ValueError(f"output folder {output_dir} is the input images folder; choose another folder "
-                         "so the input images are never overwritten")
+    for folder in (output_dir, sample_scores_dir, masks_dir):
+        if folder is not None and Path(folder).resolve() == Path(images_dir).resolve():
+            raise ValueError(f"output folder {folder} is the input images folder; choose another folder "
+                             "so the input images are never overwritten")
+    if masks_dir is not None and threshold is None:
+        raise ValueError("binary masks need a threshold: give --threshold T or --threshold-from MODEL_DIR")
+    if sample_aggregate not in SAMPLE_AGGREGATES:
+        raise ValueError(f"unknown sample aggregate {sample_aggregate!r}; choose one of {', '.join(SAMPLE_AGGREGATES)}")
+    threshold_value = None if threshold is None else float(getattr(threshold, "value", threshold))
     cases = find_cases(predictions_dir, images_dir, file_format=file_format, allow_missing=allow_missing)
-    check_cases(cases)
+    from nnunet_anomaly.readers import reader_of_predictions
+
+    reader = reader_of_predictions(predictions_dir, plans_file=plans_file, reader=reader,
+                                   references=[c.reference_image for c in cases])
+    check_cases(cases, reader)
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for case in tqdm(cases, desc="export anomaly maps", unit="case", disable=not progress):
-        anomaly_map = load_anomaly_map(case.probabilities, _reference_shape(case.reference_image))
-        written.append(write_anomaly_map(anomaly_map, case.reference_image, output_dir / case.output_name))
+        anomaly_map = load_anomaly_map(case.probabilities, _reference_shape(case.reference_image, reader))
+        written.append(write_anomaly_map(anomaly_map, case.reference_image, output_dir / case.output_name, reader))
+        if sample_scores_dir is not None:
+            write_sample_score(sample_score(anomaly_map, sample_aggregate),
+                               Path(sample_scores_dir) / f"{case.output_name}.txt")
+        if masks_dir is not None:
+            write_binary_mask(anomaly_map > threshold_value, case.reference_image, Path(masks_dir) / case.output_name,
+                              reader)
     return written
 
 
@@ -376,11 +450,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "nifti: always float32 NIfTI; png: 16-bit PNG (2D maps only)")
     parser.add_argument("--allow-missing", action="store_true",
                         help="skip input images that have no prediction instead of failing")
+    parser.add_argument("--sample-scores", type=Path, metavar="DIR",
+                        help="also write one score per case as DIR/<map name>.txt (MOOD's sample-level format)")
+    parser.add_argument("--sample-aggregate", choices=SAMPLE_AGGREGATES, default="mean",
+                        help="how a map becomes its sample score (default: mean, the paper's sample-wise score)")
+    parser.add_argument("--masks", type=Path, metavar="DIR",
+                        help="also write a binary mask per case (score > threshold) to DIR; needs --threshold or "
+                             "--threshold-from")
+    from nnunet_anomaly.calibration import add_threshold_arguments
+
+    add_threshold_arguments(parser, purpose="for --masks")
+    from nnunet_anomaly.readers import SUPPORTED_READERS
+
+    parser.add_argument("--plans", type=Path, metavar="PLANS_JSON", dest="plans_file",
+                        help="the model's plans.json, when -p has none (nnUNetv2_ensemble outputs): its "
+                             "image_reader_writer says the maps' array order")
+    parser.add_argument("--reader", choices=list(SUPPORTED_READERS),
+                        help="the model's nnU-Net image reader, instead of reading it from plans.json")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
+    from nnunet_anomaly.calibration import threshold_from_args
+
+    threshold = threshold_from_args(args)
     written = export_anomaly_maps(args.predictions, args.images, args.output, file_format=args.file_format,
-                                  allow_missing=args.allow_missing, progress=not args.no_progress)
+                                  allow_missing=args.allow_missing, progress=not args.no_progress,
+                                  sample_scores_dir=args.sample_scores, sample_aggregate=args.sample_aggregate,
+                                  masks_dir=args.masks, threshold=threshold, plans_file=args.plans_file,
+                                  reader=args.reader)
     print(f"wrote {len(written)} anomaly map(s) to {args.output}")
+    if args.sample_scores is not None:
+        print(f"wrote {len(written)} sample score(s) ({args.sample_aggregate}) to {args.sample_scores}")
+    if args.masks is not None:
+        print(f"wrote {len(written)} binary mask(s) (score > {threshold.value:.6g}, {threshold.rule}"
+              f"{'' if threshold.rate is None else f' at {threshold.rate * 100:g}% of healthy validation voxels'}) "
+              f"to {args.masks}")
     return 0

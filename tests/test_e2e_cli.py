@@ -4,9 +4,10 @@ raw NIfTI (3D) / PNG (2D) -> ``nnUNetv2_plan_and_preprocess`` -> tiny configurat
 -> ``nnUNetv2_train ... -tr AnomalyTaskTrainer_ci -device cpu`` -> ``nnUNetv2_predict ...
 --save_probabilities`` -> checks of the one-channel maps -> ``nnunet_anomaly export``.
 
-The 3D run finds the trainers through the installed shim (no environment variable) and ensembles two
-folds; the 2D run uses nnU-Net's official ``nnUNet_extTrainer`` route on a copy of nnunetv2 without
-the shim, so each discovery route we ship is exercised by the real CLI.
+The 3D run finds the trainers through our start-up hook (no variable set by the test; the hook
+appends our folder to ``nnUNet_extTrainer``) and ensembles two folds; the 2D run switches the hook
+off, shows that nnU-Net then cannot find the trainer, and sets ``nnUNet_extTrainer`` by hand, so both
+ways a user can have are exercised by the real CLI.
 
 ``AnomalyTaskTrainer_ci`` trains 5 iterations: enough to prove the plumbing, not to learn anything,
 so its 2D maps rank anomalies no better than chance (measured: inside > outside in 6 of 11 runs).
@@ -17,7 +18,6 @@ mean outside in all 5 runs measured.
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -30,7 +30,7 @@ from PIL import Image
 from scipy import ndimage
 from skimage import io as skio
 
-from nnunet_anomaly.plugin import SHIM_MODULE_NAME, ext_trainer_dir
+from nnunet_anomaly.plugin import ext_trainer_dir
 
 pytestmark = pytest.mark.slow
 
@@ -140,7 +140,8 @@ def _write_2d_dataset(raw, dataset, shape=(64, 64), num_test=3, seed=1):
 # ------------------------------------------------------------------------------------------ CLI
 def _environment(root, **extra):
     env = {k: v for k, v in os.environ.items()
-           if k not in ("nnUNet_n_proc_DA", "nnUNet_extTrainer", "nnunet_anomaly_pool", "PYTHONPATH")}
+           if k not in ("nnUNet_n_proc_DA", "nnUNet_extTrainer", "nnunet_anomaly_pool", "PYTHONPATH",
+                        "nnunet_anomaly_startup_hook")}
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
                nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_compile="false",
                MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
@@ -190,7 +191,7 @@ def _check_maps(prediction_dir, labels_dir, read_mask, expected_cases):
 
 
 # ------------------------------------------------------------------------------------------ tests
-def test_3d_nifti_installed_shim_two_fold_ensemble_and_export(tmp_path):
+def test_3d_nifti_startup_hook_two_fold_ensemble_and_export(tmp_path):
     dataset_id, name = 971, "Dataset971_E2EBrain"
     folder = _write_3d_dataset(tmp_path / "raw", name)
     env = _environment(tmp_path)
@@ -200,7 +201,7 @@ def test_3d_nifti_installed_shim_two_fold_ensemble_and_export(tmp_path):
     folds = (0, 4)  # intra-dataset blending and smooth intensity change (neither needs an external pool)
     for fold in folds:
         log = _cli("nnUNetv2_train", dataset_id, "3d_tiny", fold, "-tr", TRAINER, "-device", "cpu", env=train_env)
-        assert "nnUNet_extTrainer" not in log  # found by the installed shim, no search of external folders
+        assert f"Using trainer '{TRAINER}' from: {ext_trainer_dir()}" in log  # the hook put our folder there
     model = tmp_path / "results" / name / f"{TRAINER}__nnUNetPlans__3d_tiny"
     for fold in folds:
         assert (model / f"fold_{fold}" / "checkpoint_final.pth").is_file()
@@ -232,26 +233,16 @@ def test_3d_nifti_installed_shim_two_fold_ensemble_and_export(tmp_path):
             np.testing.assert_array_equal(sitk.GetArrayFromImage(exported), data["probabilities"][0])
 
 
-def _nnunet_without_shim(root):
-    """A copy of the installed nnunetv2 without our shim: nnU-Net as a user has it before ``pip install``."""
-    import nnunetv2
-
-    overlay = root / "overlay"
-    shutil.copytree(Path(nnunetv2.__file__).parent, overlay / "nnunetv2",
-                    ignore=shutil.ignore_patterns("__pycache__", f"{SHIM_MODULE_NAME}.py"))
-    return overlay
-
-
-def test_2d_png_nnunet_exttrainer_route_and_png_export(tmp_path):
+def test_2d_png_nnunet_exttrainer_set_by_hand_and_png_export(tmp_path):
     dataset_id, name = 972, "Dataset972_E2EChest"
     folder = _write_2d_dataset(tmp_path / "raw", name)
-    env = _environment(tmp_path, PYTHONPATH=str(_nnunet_without_shim(tmp_path)))
+    env = _environment(tmp_path, nnunet_anomaly_startup_hook="0")  # as after `pip install --target`
     _plan_tiny(dataset_id, "2d", "2d_tiny", env)
 
     without_route = subprocess.run(
         [str(BIN / "nnUNetv2_train"), str(dataset_id), "2d_tiny", "0", "-tr", TRAINER, "-device", "cpu"],
         env={**env, "nnUNet_n_proc_DA": "0"}, capture_output=True, text=True, timeout=240)
-    assert without_route.returncode != 0  # proves the copy has no shim: only nnUNet_extTrainer can find it
+    assert without_route.returncode != 0  # nothing of ours in nnU-Net's folder: only nnUNet_extTrainer finds it
     assert f"Could not find requested nnunet trainer {TRAINER}" in without_route.stdout + without_route.stderr
 
     env["nnUNet_extTrainer"] = ext_trainer_dir()

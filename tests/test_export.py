@@ -32,6 +32,11 @@ def _probabilities(rng, shape):
     return p
 
 
+def _plans_json(pred, reader="SimpleITKIO"):
+    """nnUNetv2_predict copies the model's plans.json into its output folder; export reads the reader from it."""
+    (pred / "plans.json").write_text(f'{{"image_reader_writer": "{reader}"}}')
+
+
 def _digest(folder):
     return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(Path(folder).iterdir())}
 
@@ -47,6 +52,7 @@ def volume_case(tmp_path):
     probabilities = _probabilities(rng, shape)
     np.savez_compressed(pred / "case.npz", probabilities=probabilities)
     (pred / "case.pkl").write_bytes(b"not read by the exporter")
+    _plans_json(pred)
     return images, pred, probabilities
 
 
@@ -95,6 +101,7 @@ def test_2d_nifti_input_can_be_exported_as_png(tmp_path):
     _write_nifti(images / "slice_0000.nii.gz", rng.normal(size=(6, 8)).astype(np.float32))
     probabilities = _probabilities(rng, (1, 6, 8))
     np.savez_compressed(pred / "slice.npz", probabilities=probabilities)
+    _plans_json(pred)
     [png] = export_anomaly_maps(pred, images, tmp_path / "out", file_format="png", progress=False)
     assert png.name == "slice.png"
     assert skio.imread(png).shape == (6, 8)
@@ -111,6 +118,7 @@ def test_mood_names_without_channel_suffix_and_channel_0_reference(tmp_path):
     _write_nifti(images / "multi_0001.nii.gz", np.zeros(shape, np.float32), spacing=(3.0, 3.0, 3.0))
     for case in ("00042", "multi"):
         np.savez_compressed(pred / f"{case}.npz", probabilities=_probabilities(rng, shape))
+    _plans_json(pred)
     cases = find_cases(pred, images)
     assert [(c.case, c.reference_image.name, c.output_name) for c in cases] == [
         ("00042", "00042.nii.gz", "00042.nii.gz"), ("multi", "multi_0000.nii.gz", "multi.nii.gz")]
@@ -165,7 +173,7 @@ def test_nan_scores_and_bad_folders_are_clear_errors(volume_case, tmp_path):
     with pytest.raises(ValueError, match="NaN"):
         export_anomaly_maps(pred, images, tmp_path / "out", progress=False)
     (pred / "case.npz").write_bytes(b"garbage")
-    with pytest.raises(ValueError, match="not a readable .npz"):
+    with pytest.raises(ValueError, match="not a complete .npz"):
         export_anomaly_maps(pred, images, tmp_path / "out", progress=False)
 
 

@@ -6,12 +6,19 @@ import pytest
 from nnunet_anomaly.nnunet.planning import PRESETS, add_configuration, add_preset, main
 
 
-def _plans(tmp_path):
-    arch = lambda dim: {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+RESENC = "dynamic_network_architectures.architectures.unet.ResidualEncoderUNet"
+PLAIN = "dynamic_network_architectures.architectures.unet.PlainConvUNet"
+
+
+def _plans(tmp_path, network=PLAIN):
+    # the depth keys as nnU-Net's planners write them (default planner / nnUNetPlannerResEncM-L-XL)
+    depth = {"n_blocks_per_stage": [1, 3, 4, 6], "n_conv_per_stage_decoder": [1] * 3} if network == RESENC else \
+        {"n_conv_per_stage": [2] * 4, "n_conv_per_stage_decoder": [2] * 3}
+    arch = lambda dim: {"network_class_name": network,
                         "arch_kwargs": {"n_stages": 4, "features_per_stage": [32, 64, 128, 256],
                                         "conv_op": f"torch.nn.modules.conv.Conv{dim}d",
                                         "kernel_sizes": [[3] * dim] * 4, "strides": [[1] * dim] + [[2] * dim] * 3,
-                                        "n_conv_per_stage": [2] * 4, "n_conv_per_stage_decoder": [2] * 3,
+                                        **depth,
                                         "conv_bias": True,
                                         "norm_op": f"torch.nn.modules.instancenorm.InstanceNorm{dim}d",
                                         "norm_op_kwargs": {"eps": 1e-5, "affine": True}, "dropout_op": None,
@@ -95,3 +102,58 @@ def test_command_line(tmp_path, monkeypatch, capsys):
     assert main(["add-preset", "-d", "999", "2d_tiny", "3d_tiny"]) == 0
     configs = json.loads((dataset / "nnUNetPlans.json").read_text())["configurations"]
     assert {"3d_paper", "2d_tiny", "3d_tiny"} <= set(configs)
+
+
+def _build(path, name):
+    """The network nnU-Net builds for configuration `name` of the written plans (as the trainer and predictor do)."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_anomaly.trainers import AnomalyTaskTrainer
+    config = PlansManager(json.loads(path.read_text())).get_configuration(name)
+    network = AnomalyTaskTrainer.build_network_architecture(None, config, 1, 1, enable_deep_supervision=True)
+    return network, config
+
+
+@pytest.mark.parametrize("network_class", [PLAIN, RESENC], ids=["PlainConvUNet", "ResidualEncoderUNet"])
+def test_configurations_build_for_both_network_classes(tmp_path, network_class):
+    """nnU-Net recommends its ResEnc presets; their encoder takes n_blocks_per_stage, not n_conv_per_stage."""
+    import torch
+
+    path = _plans(tmp_path, network_class)
+    for preset in ("3d_tiny", "2d_tiny", "3d_paper"):
+        add_preset(path, preset)
+        network, config = _build(path, preset)
+        assert type(network).__name__ == network_class.rsplit(".", 1)[-1]
+        n = config.network_arch_init_kwargs["n_stages"]
+        if preset.endswith("tiny"):
+            with torch.no_grad():
+                out = network(torch.zeros(1, 1, *config.patch_size))
+            assert tuple(out[0].shape) == (1, 1, *config.patch_size)  # full-resolution deep-supervision head
+            assert len(network.encoder.stages) == n
+    kwargs = json.loads(path.read_text())["configurations"]["3d_paper"]["architecture"]["arch_kwargs"]
+    if network_class == RESENC:
+        assert "n_conv_per_stage" not in kwargs
+        assert kwargs["n_blocks_per_stage"] == [1, 3, 4, 6, 6]  # the ResEnc pattern, continued to 5 stages
+        assert kwargs["n_conv_per_stage_decoder"] == [1] * 4
+    else:
+        assert kwargs["n_conv_per_stage"] == [2] * 5 and "n_blocks_per_stage" not in kwargs
+
+
+def test_positional_encoding_variant_builds_from_resenc_plans(tmp_path):
+    import torch
+
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    from nnunet_anomaly.trainers import AnomalyTaskTrainer_PosEnc
+    path = _plans(tmp_path, RESENC)
+    add_preset(path, "2d_tiny")
+    config = PlansManager(json.loads(path.read_text())).get_configuration("2d_tiny")
+    network = AnomalyTaskTrainer_PosEnc.build_network_architecture(None, config, 1, 1, enable_deep_supervision=False)
+    with torch.no_grad():
+        assert tuple(network(torch.zeros(1, 1, 64, 64)).shape) == (1, 1, 64, 64)
+
+
+def test_an_unknown_network_class_is_refused(tmp_path):
+    path = _plans(tmp_path, "my_lab.networks.FancyUNet")
+    with pytest.raises(ValueError, match="FancyUNet.*PlainConvUNet and ResidualEncoderUNet"):
+        add_preset(path, "3d_tiny")

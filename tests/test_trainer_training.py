@@ -101,6 +101,8 @@ def test_summary_scores_the_validation_partition_per_task(trained):
     log = open(next(os.path.join(trainer.output_folder, f) for f in os.listdir(trainer.output_folder)
                     if f.startswith("training_log"))).read()
     assert "inter_blend is DROPPED" in log
+    assert summary["dropped_tasks"] == {"validation": ["inter_blend"]}  # recorded with the results, not only logged
+    assert summary["checkpoint"]["epochs_trained"] == 1
     assert 0.0 <= summary["pooled"]["ap"] <= 1.0 and summary["pooled"]["n_anomalous_voxels"] > 0
     for task in summary["val_tasks"]:
         assert summary["per_task"][task]["n_anomalous_voxels"] > 0

@@ -54,8 +54,37 @@ def _resolved(plans: dict, name: str) -> dict:
     return config
 
 
+#: the encoder-depth argument of the network classes nnU-Net plans (the decoder's is n_conv_per_stage_decoder)
+ENCODER_DEPTH_KEYS = {"PlainConvUNet": "n_conv_per_stage", "ResidualEncoderUNet": "n_blocks_per_stage"}
+
+
+def _encoder_depth_key(architecture: dict, base_configuration: str) -> str:
+    """``n_conv_per_stage`` (PlainConvUNet) or ``n_blocks_per_stage`` (ResidualEncoderUNet, the ResEnc presets)."""
+    class_name = str(architecture.get("network_class_name", "")).rsplit(".", 1)[-1]
+    if class_name not in ENCODER_DEPTH_KEYS:
+        raise ValueError(f"configuration {base_configuration!r} uses the network {class_name or '(none)'}; new "
+                         f"configurations can be derived from {' and '.join(ENCODER_DEPTH_KEYS)} plans only")
+    return ENCODER_DEPTH_KEYS[class_name]
+
+
+def _continued(pattern, n: int, key: str) -> list:
+    """`pattern` cut or continued with its last value to `n` entries, as nnU-Net's planners do.
+
+    Examples
+    --------
+    >>> _continued([1, 3, 4, 6], 6, "n_blocks_per_stage"), _continued([2, 2, 2, 2, 2], 3, "n_conv_per_stage")
+    ([1, 3, 4, 6, 6, 6], [2, 2, 2])
+    """
+    if isinstance(pattern, int):
+        return [pattern] * n
+    if not pattern:
+        raise ValueError(f"the base configuration's architecture has no {key}; pass n_conv_per_stage")
+    pattern = [int(p) for p in pattern]
+    return (pattern + [pattern[-1]] * n)[:n]
+
+
 def configuration_entry(plans: dict, *, patch_size: Sequence[int], batch_size: int, base_configuration: str,
-                        base_features: int = 32, max_features: int | None = None, n_conv_per_stage: int = 2,
+                        base_features: int = 32, max_features: int | None = None, n_conv_per_stage: int | None = None,
                         min_feature_map_size: int = 4) -> dict:
     """The plans entry of a configuration derived from `base_configuration`.
 
@@ -71,8 +100,12 @@ def configuration_entry(plans: dict, *, patch_size: Sequence[int], batch_size: i
         A configuration of `plans` whose preprocessed data this one reuses.
     base_features, max_features : int
         Features of the first stage (doubled per stage) and their cap (320 in 3D, 512 in 2D by default).
-    n_conv_per_stage : int
-        Convolutions per encoder and decoder stage.
+    n_conv_per_stage : int, optional
+        Depth of every stage: convolutions per encoder and decoder stage of a ``PlainConvUNet``; residual
+        blocks per encoder stage and convolutions per decoder stage of a ``ResidualEncoderUNet`` (nnU-Net's
+        ResEnc presets). None (default) continues the base configuration's pattern to the new number of
+        stages (nnU-Net's default plans: 2 convolutions everywhere; ResEnc: 1, 3, 4, 6, 6, ... blocks and 1
+        decoder convolution), as nnU-Net's planners would.
     min_feature_map_size : int
         Smallest bottleneck edge (nnU-Net uses 4).
     """
@@ -84,22 +117,30 @@ def configuration_entry(plans: dict, *, patch_size: Sequence[int], batch_size: i
     if len(patch_size) != len(spacing):
         raise ValueError(f"patch_size {patch_size} has {len(patch_size)} axes but {base_configuration!r} is "
                          f"{len(spacing)}D")
-    if min(patch_size) < 2 * min_feature_map_size or batch_size < 1 or base_features < 1 or n_conv_per_stage < 1:
+    if min(patch_size) < 2 * min_feature_map_size or batch_size < 1 or base_features < 1 or \
+            (n_conv_per_stage is not None and n_conv_per_stage < 1):
         raise ValueError(f"invalid configuration: patch {patch_size}, batch {batch_size}, features {base_features}, "
                          f"convs per stage {n_conv_per_stage}")
+    architecture = deepcopy(base["architecture"])
+    kwargs = architecture.get("arch_kwargs", {})
+    encoder_key = _encoder_depth_key(architecture, base_configuration)
     if max_features is None:
         max_features = 320 if len(spacing) == 3 else 512
     _, strides, kernels, patch, _ = get_pool_and_conv_props(spacing, patch_size, min_feature_map_size, 999999)
     n_stages = len(strides)
-    architecture = deepcopy(base["architecture"])
-    architecture["arch_kwargs"].update({
+
+    def depth(key, n):
+        return [n_conv_per_stage] * n if n_conv_per_stage is not None else _continued(kwargs.get(key), n, key)
+
+    kwargs.update({
         "n_stages": n_stages,
         "features_per_stage": [min(max_features, base_features * 2 ** i) for i in range(n_stages)],
         "kernel_sizes": [list(k) for k in kernels],
         "strides": [list(s) for s in strides],
-        "n_conv_per_stage": [n_conv_per_stage] * n_stages,
-        "n_conv_per_stage_decoder": [n_conv_per_stage] * (n_stages - 1),
+        encoder_key: depth(encoder_key, n_stages),
+        "n_conv_per_stage_decoder": depth("n_conv_per_stage_decoder", n_stages - 1),
     })
+    architecture["arch_kwargs"] = kwargs
     return {"inherits_from": base_configuration, "patch_size": [int(p) for p in patch], "batch_size": int(batch_size),
             "architecture": architecture}
 
@@ -161,7 +202,9 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--base", default=None, help="configuration to inherit from (default 3d_fullres / 2d)")
     add.add_argument("--features", type=int, default=32, help="features of the first stage")
     add.add_argument("--max-features", type=int, default=None)
-    add.add_argument("--convs-per-stage", type=int, default=2)
+    add.add_argument("--convs-per-stage", type=int, default=None,
+                     help="depth of every stage (PlainConvUNet: convolutions; ResEnc: residual blocks per encoder "
+                          "stage); default: the base configuration's pattern")
     add.add_argument("--plans", default="nnUNetPlans", help="plans identifier")
     add.add_argument("--force", action="store_true", help="replace an existing, different configuration")
     preset = sub.add_parser("add-preset", help=f"add presets: {', '.join(PRESETS)}")

@@ -31,7 +31,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["PreprocessedCasePool", "ExternalPoolChoice", "resolve_external_pool", "POOL_ENV_VAR", "POOL_FOLDER_NAME",
-           "case_view"]
+           "case_view", "pool_instructions", "dropped_inter_blend_warning"]
 
 POOL_ENV_VAR = "nnunet_anomaly_pool"
 POOL_FOLDER_NAME = "anomaly_pool"
@@ -205,3 +205,42 @@ def resolve_external_pool(preprocessed_dataset_folder, spatial_dims: int, *, num
     return ExternalPoolChoice(None, f"no external pool configured (${POOL_ENV_VAR} or "
                                     f"<nnUNet_preprocessed>/DatasetXXX/{POOL_FOLDER_NAME}/) and no built-in 3D "
                                     "pool exists: inter_blend is DROPPED from this run's tasks")
+
+
+def pool_instructions(preprocessed_dataset_folder) -> str:
+    """How to give the trainers an external pool (one sentence)."""
+    where = os.path.join(os.fspath(preprocessed_dataset_folder), POOL_FOLDER_NAME) if preprocessed_dataset_folder \
+        else f"$nnUNet_preprocessed/DatasetXXX_Name/{POOL_FOLDER_NAME}"
+    return (f"export {POOL_ENV_VAR}=FOLDER (a folder with images/ and optional masks/, e.g. written by "
+            f"python -m nnunet_anomaly.dataset_conversion.DatasetPool_MOODAbdomen) or put the pool at {where}/; see "
+            "documentation/training.md, 'Source pools'")
+
+
+def dropped_inter_blend_warning(trainer: str, fold, planned_train: Sequence[str], planned_val: Sequence[str],
+                                preprocessed_dataset_folder=None) -> str:
+    """The banner a run prints when ``inter_blend`` is dropped (3D, no external pool): what the fold now means.
+
+    Examples
+    --------
+    >>> text = dropped_inter_blend_warning("AnomalyTaskTrainer_T2", 3, ["inter_blend", "sink"], ["intra_blend"])
+    >>> print(text.splitlines()[1])
+    WARNING: inter_blend is DROPPED from AnomalyTaskTrainer_T2 fold 3 (3D, and no external pool is configured)
+    >>> "trains on ['sink'] instead of ['inter_blend', 'sink']" in text
+    True
+    """
+    train = [t for t in planned_train if t != "inter_blend"]
+    val = [t for t in planned_val if t != "inter_blend"]
+    changes = []
+    if len(train) != len(planned_train):
+        changes.append(f"trains on {train} instead of {list(planned_train)}")
+    if len(val) != len(planned_val):
+        changes.append(f"validates {val} instead of {list(planned_val)}")
+    line = "!" * 100
+    return "\n".join([
+        line,
+        f"WARNING: inter_blend is DROPPED from {trainer} fold {fold} (3D, and no external pool is configured)",
+        f"  This fold now {' and '.join(changes)}: it is not the fold the paper's cross-validation defines, and",
+        "  an ensemble or a cross-validation summary of such folds is not either.",
+        f"  To keep inter_blend: {pool_instructions(preprocessed_dataset_folder)}; then train the fold again.",
+        line,
+    ])

@@ -15,7 +15,9 @@ nnU-Net hook                                      what it does here
 ``on_epoch_end``                                  EMA of the selection metric selects ``checkpoint_best.pth``
 ``configure_optimizers``, ``train_step``          optional paper schedule (AdamW, per-step warm-up/decay/floor);
                                                   optional bfloat16 autocast on a CPU that supports it
-``run_training``                                  optional early stopping on the synthetic validation signal
+``run_training``                                  optional early stopping on the synthetic validation signal; a
+                                                  finished fold stays finished under ``--c``
+``save_checkpoint``, ``load_checkpoint``          atomic checkpoints; ``--c`` resumes the newest full state
 ``perform_actual_validation``                     full-image synthetic validation -> ``validation/summary.json``
 ================================================  ================================================================
 
@@ -39,7 +41,8 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunet_anomaly.nnunet.losses import SoftBCEWithLogitsLoss, with_deep_supervision
 from nnunet_anomaly.nnunet.lr_schedule import WarmupExponentialFloorLR, steps_to_epochs
 from nnunet_anomaly.nnunet.progress import AnomalyLocalLogger
-from nnunet_anomaly.nnunet.sources import PreprocessedCasePool, case_view, resolve_external_pool
+from nnunet_anomaly.nnunet.sources import (PreprocessedCasePool, case_view, dropped_inter_blend_warning,
+                                           pool_instructions, resolve_external_pool)
 from nnunet_anomaly.nnunet.transforms import SoftDownsampleForDSTransform, SyntheticAnomalyTransform
 from nnunet_anomaly.nnunet.validation import (HEALTHY, ValidationBatches, ValidationSample, crop_to_patch,
                                               gather_scores, make_validation_image, pair_seed, select_pairs, summarise)
@@ -202,6 +205,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         swap = dict(self.task_substitutions)
         self.train_task_names = [swap.get(TASK_NAMES[i], TASK_NAMES[i]) for i in self.task_split.train_tasks]
         self.val_task_names = [swap.get(TASK_NAMES[i], TASK_NAMES[i]) for i in self.task_split.val_tasks]
+        self._fold_tasks = (list(self.train_task_names), list(self.val_task_names))  # before any task is dropped
         self.enable_deep_supervision = bool(self.deep_supervision)
         if self.epochs is not None:
             self.num_epochs = int(self.epochs)
@@ -222,10 +226,24 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         torch.manual_seed(seed)
         self._bfloat16 = bool(self.cpu_bfloat16) and self.device.type == 'cpu' and _cpu_has_bfloat16()
         self._global_step = 0
+        #: tasks dropped for want of an external pool: {"train": [...], "validation": [...]} (empty: none)
+        self.dropped_tasks: dict = {}
+        self._loaded_checkpoint = None  # file name of the checkpoint this trainer was restored from
+        self._finished_before_start = None  # why a resumed run had nothing left to train
         self._validation_samples: List[ValidationSample] = []
         self.print_to_log_file(f"{type(self).__name__}: fold {fold} trains on tasks {self.train_task_names} "
                                f"(blocks {list(self.task_split.train_blocks)}) and validates "
                                f"{self.val_task_names} (blocks {list(self.task_split.val_blocks)})")
+        from nnunet_anomaly.plugin import nnunet_version_problem
+        problem = nnunet_version_problem()
+        if problem:
+            self.print_to_log_file(f"WARNING: {problem}; this trainer relies on nnU-Net internals",
+                                   also_print_to_console=True)
+
+    def _seed_entropy(self, base: int) -> list:
+        """Seed entropy of a random stream: the base seed and the fold, plus the start epoch of a resumed run
+        (so a resumed run draws new samples instead of replaying those of epoch 0)."""
+        return [int(base), int(self.fold)] + ([int(self.current_epoch)] if self.current_epoch else [])
 
     # ------------------------------------------------------------------------------------------ data
     def do_split(self):
@@ -276,20 +294,39 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                                        num_channels=num_channels)
         self.print_to_log_file(choice.description)
         if choice.pool is None:
-            dropped = [t for t in self.train_task_names + self.val_task_names if t == "inter_blend"]
-            if dropped:
-                self.print_to_log_file("WARNING: " + "!" * 20 + " inter_blend is not used in this run " + "!" * 20)
-            self.train_task_names = [t for t in self.train_task_names if t != "inter_blend"]
-            self.val_task_names = [t for t in self.val_task_names if t != "inter_blend"]
+            # against the fold's own tasks: this runs again for the final validation, on the reduced lists
+            planned_train, planned_val = list(self._fold_tasks[0]), list(self._fold_tasks[1])
+            self.train_task_names = [t for t in planned_train if t != "inter_blend"]
+            self.val_task_names = [t for t in planned_val if t != "inter_blend"]
             if not self.train_task_names:
                 raise ValueError(f"{type(self).__name__} fold {self.fold} trains only inter_blend, which needs an "
-                                 f"external pool: set $nnunet_anomaly_pool or create "
-                                 f"{os.path.join(self.preprocessed_dataset_folder_base, 'anomaly_pool')}/images/")
+                                 f"external image pool, and none is configured: "
+                                 f"{pool_instructions(self.preprocessed_dataset_folder_base)}. Without it this "
+                                 f"fold cannot be trained, so the ensemble of all folds cannot be built either")
+            self.dropped_tasks = {}
+            if planned_train != self.train_task_names:
+                self.dropped_tasks["train"] = ["inter_blend"]
+            if planned_val != self.val_task_names:
+                self.dropped_tasks["validation"] = ["inter_blend"]
+            if self.dropped_tasks and not getattr(self, "_dropped_warned", False):  # once here, again at the end
+                self._warn_dropped()
+                self._dropped_warned = True
         train_pool = PreprocessedCasePool(self.preprocessed_dataset_folder, train_keys,
                                           spatial_dims=self.spatial_dims, dataset_class=self.dataset_class)
         val_pool = PreprocessedCasePool(self.preprocessed_dataset_folder, val_keys,
                                         spatial_dims=self.spatial_dims, dataset_class=self.dataset_class)
         return train_pool, val_pool, choice.pool
+
+    def _warn_dropped(self):
+        """Say in the training log and on stderr (where job schedulers keep errors) that inter_blend is dropped."""
+        import sys
+
+        banner = dropped_inter_blend_warning(type(self).__name__, self.fold, *self._fold_tasks,
+                                             preprocessed_dataset_folder=self.preprocessed_dataset_folder_base)
+        for line in banner.splitlines():
+            self.print_to_log_file(line, also_print_to_console=False)
+        if self.local_rank == 0:
+            print(banner, file=sys.stderr, flush=True)
 
     def _training_transforms(self, patch_size, rotation, deep_supervision_scales, mirror_axes, dummy_2d,
                              train_pool, inter_pool):
@@ -297,7 +334,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         from batchgeneratorsv2.transforms.utils.compose import ComposeTransforms
 
         if self.use_nnunet_augmentation:
-            base = nnUNetTrainer.get_training_transforms(
+            # through self: a subclass that overrides get_training_transforms gets its own pipeline
+            base = self.get_training_transforms(
                 patch_size, rotation, None, mirror_axes, dummy_2d,
                 use_mask_for_norm=self.configuration_manager.use_mask_for_norm, is_cascaded=False,
                 foreground_labels=None, regions=None, ignore_label=None)
@@ -305,7 +343,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         else:
             transforms = [MirrorTransform(allowed_axes=mirror_axes)] if mirror_axes else []
         transforms.append(SyntheticAnomalyTransform(
-            self.train_task_names, seed=int(np.random.SeedSequence([self.anomaly_seed, int(self.fold)])
+            self.train_task_names, seed=int(np.random.SeedSequence(self._seed_entropy(self.anomaly_seed))
                                             .generate_state(1)[0]),
             intra_pool=train_pool, inter_pool=inter_pool, options=self._task_options(),
             p_anomaly=self.anomaly_probability))
@@ -394,6 +432,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                 scored = keep if scored is None else scored[keep]
             samples.append(ValidationSample(case, task, img_p.astype(np.float32), lab_p.astype(np.float32),
                                             mask_p.astype(bool), scored))
+        self.print_to_log_file(f"fixed synthetic validation set digest {_validation_digest(samples)} (the same on "
+                               "every rank, every epoch and after resuming)")
         return samples
 
     def _validation_tasks(self) -> list:
@@ -524,6 +564,43 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             self.logger.plot_progress_png(self.output_folder)
         self.current_epoch += 1
 
+    # ------------------------------------------------------------------------------ checkpoints, resuming
+    def save_checkpoint(self, filename: str) -> None:
+        """nnU-Net's checkpoint, written atomically: a run killed while saving keeps the previous file whole."""
+        if self.local_rank != 0 or self.disable_checkpointing:
+            return super().save_checkpoint(filename)
+        from nnunet_anomaly._io import atomic_path
+        with atomic_path(filename) as tmp:
+            super().save_checkpoint(str(tmp))
+
+    def _continuing(self) -> bool:
+        """True under ``nnUNetv2_train --c`` (nnU-Net passes the flag to the trainer through its plans)."""
+        return bool(self.plans_manager.plans.get("continue_training", False))
+
+    def load_checkpoint(self, filename_or_checkpoint) -> None:
+        if isinstance(filename_or_checkpoint, str) and self._continuing() \
+                and os.path.basename(filename_or_checkpoint) == "checkpoint_latest.pth":
+            # nnU-Net prefers latest (saved every save_every epochs) to best; both hold the whole state,
+            # and the newer loses fewer epochs and keeps checkpoint_best the best (see resume.py)
+            from nnunet_anomaly.nnunet.resume import newest_resumable
+            newest = newest_resumable(os.path.dirname(filename_or_checkpoint))
+            if newest is not None and newest != filename_or_checkpoint:
+                self.print_to_log_file(f"Resuming from {os.path.basename(newest)}, which is newer than "
+                                       "checkpoint_latest.pth", also_print_to_console=True)
+                filename_or_checkpoint = newest
+        super().load_checkpoint(filename_or_checkpoint)
+        if isinstance(filename_or_checkpoint, str):
+            self._loaded_checkpoint = os.path.basename(filename_or_checkpoint)
+            self.print_to_log_file(f"Restored {self._loaded_checkpoint}: {self.current_epoch} epochs trained, "
+                                   f"best moving average {self._best_ema}")
+
+    def on_train_start(self):
+        if self.current_epoch > 0:  # resumed: fresh random streams rather than a replay of epoch 0's
+            seed = int(np.random.SeedSequence(self._seed_entropy(self.training_seed)).generate_state(1)[0])
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+        super().on_train_start()
+
     def _selection_name(self) -> str:
         return "AP with healthy negatives" if self.selection_metric == "ap_with_healthy" else "AP"
 
@@ -539,7 +616,16 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         return len(ema) - 1 - best_epoch >= patience
 
     def run_training(self):
-        # nnU-Net's loop, plus the early-stopping check after each epoch
+        # nnU-Net's loop, plus the early-stopping check after each epoch; a finished run stays finished
+        from nnunet_anomaly._io import remove_stale_temporaries
+        from nnunet_anomaly.nnunet.resume import finished_reason
+        if self.local_rank == 0:
+            for path in remove_stale_temporaries(self.output_folder):
+                self.print_to_log_file(f"removed {path.name}, left by a run killed while writing it")
+        reason = finished_reason(self.current_epoch, self.num_epochs, self.should_stop_early())
+        if reason is not None:
+            self._finish_without_training(reason)
+            return
         self.on_train_start()
         for _ in range(self.current_epoch, self.num_epochs):
             self.on_epoch_start()
@@ -559,13 +645,40 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                 break
         self.on_train_end()
 
+    def _finish_without_training(self, reason: str):
+        """A resumed run with nothing left to train: keep checkpoint_final; write it only if a kill prevented that."""
+        self._finished_before_start = reason
+        self.print_to_log_file(f"This fold is already finished ({reason}); nothing is trained "
+                               f"(restored from {self._loaded_checkpoint or 'no checkpoint'})", also_print_to_console=True)
+        if self.local_rank != 0:
+            return
+        final = os.path.join(self.output_folder, 'checkpoint_final.pth')
+        if not os.path.isfile(final):  # killed between the last epoch and checkpoint_final
+            self.current_epoch -= 1  # nnU-Net's save_checkpoint stores current_epoch + 1
+            self.save_checkpoint(final)
+            self.current_epoch += 1
+        latest = os.path.join(self.output_folder, 'checkpoint_latest.pth')
+        if os.path.isfile(latest):
+            os.remove(latest)
+
     def perform_actual_validation(self, save_probabilities: bool = False):
         """Predict the full synthetic validation images with nnU-Net's predictor; write ``validation/summary.json``."""
         from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
         from nnunetv2.inference.sliding_window_prediction import compute_gaussian
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
-        from nnunet_anomaly._io import write_json
+        from nnunet_anomaly._io import remove_stale_temporaries, write_json
+        from nnunet_anomaly.nnunet.resume import completed_summary
 
+        out_folder = os.path.join(self.output_folder, 'validation')
+        done = completed_summary(os.path.join(out_folder, 'summary.json'), type(self).__name__, self.fold) \
+            if self._finished_before_start and not save_probabilities else None
+        # under --c a finished fold keeps the complete summary of the checkpoint it stopped with (--val redoes it)
+        if done is not None and done.get("checkpoint", {}).get("epochs_trained", self.current_epoch) == self.current_epoch:
+            self.print_to_log_file("validation/summary.json of this finished fold is complete; it is kept (--val "
+                                   "validates again)", also_print_to_console=True)
+            return
+        if self.local_rank == 0:
+            remove_stale_temporaries(out_folder)
         self.set_deep_supervision_enabled(False)
         self.network.eval()
         if self.dataset_class is None:
@@ -582,7 +695,6 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         if self.final_validation_max_cases is not None:
             cases = cases[:int(self.final_validation_max_cases)]
         rank, world = (dist.get_rank(), dist.get_world_size()) if self.is_ddp else (0, 1)
-        out_folder = os.path.join(self.output_folder, 'validation')
         os.makedirs(out_folder, exist_ok=True)
         scores, targets = {}, {}
         # like nnU-Net's predictor: at most nnUNet_def_n_proc torch threads on the CPU
@@ -607,6 +719,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                 "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
                 "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
                 "test_time_mirroring": bool(self.final_validation_mirroring),
+                "dropped_tasks": self.dropped_tasks,
+                "checkpoint": {"file": self._loaded_checkpoint or "checkpoint_final.pth",
+                               "epochs_trained": int(self.current_epoch)},
             })
             write_json(os.path.join(out_folder, 'summary.json'), _json_safe(summary))
             with_healthy = summary.get('pooled_with_healthy', {}).get('ap', float('nan'))
@@ -614,6 +729,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                                    f"({with_healthy:.4f} with healthy negatives), AUROC "
                                    f"{summary['pooled']['auroc']:.4f}; healthy voxels: "
                                    f"{_healthy_line(summary.get('healthy'))}", also_print_to_console=True)
+            if self.dropped_tasks:  # again at the very end: the banner of the start has long scrolled away
+                self._warn_dropped()
         self.set_deep_supervision_enabled(True)
         compute_gaussian.cache_clear()
 
@@ -648,6 +765,19 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                     with atomic_path(os.path.join(out_folder, f"{case}__{task}.npz")) as tmp:
                         np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16),
                                             anomaly_mask=mask, image=anomalous.astype(np.float16))
+
+
+def _validation_digest(samples) -> str:
+    """A short fingerprint of the fixed validation patches (cases, tasks, images, masks, scored voxels)."""
+    import hashlib
+
+    digest = hashlib.blake2b(digest_size=8)
+    for sample in samples:
+        digest.update(f"{sample.case}|{sample.task}|".encode())
+        for array in (sample.image, sample.mask, sample.scored):
+            if array is not None:
+                digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def _cpu_has_bfloat16() -> bool:

@@ -1,6 +1,7 @@
-"""``python -m nnunet_anomaly.plugin`` prints the ``nnUNet_extTrainer`` folder; ``--check`` shows both routes.
+"""``python -m nnunet_anomaly.plugin`` prints our ``nnUNet_extTrainer`` folder; ``--check`` says how nnU-Net finds us.
 
-Usage: ``export nnUNet_extTrainer=$(python -m nnunet_anomaly.plugin)``
+The start-up hook puts the folder on ``nnUNet_extTrainer`` by itself; without it (switched off, or
+``pip install --target``): ``export nnUNet_extTrainer=$(python -m nnunet_anomaly.plugin)``.
 """
 import argparse
 
@@ -12,7 +13,9 @@ def main(argv=None) -> int:
         prog="python -m nnunet_anomaly.plugin",
         description="Print the folder to put on nnUNet_extTrainer (nnU-Net's official external-trainer route).",
     )
-    parser.add_argument("--check", action="store_true", help="say which trainer discovery routes are active")
+    parser.add_argument("--check", action="store_true",
+                        help="say whether the start-up hook is installed, whether our folder is on nnUNet_extTrainer, "
+                             "and whether the installed nnU-Net is in the tested range")
     args = parser.parse_args(argv)
     print(discovery_report() if args.check else ext_trainer_dir())
     return 0

@@ -1,14 +1,13 @@
 """nnU-Net's door to the nnunet-anomaly trainers (``nnUNetv2_train ... -tr AnomalyTaskTrainer``).
 
-This file is shipped twice: the nnunet-anomaly wheel installs a copy into nnU-Net's own
-``nnunetv2/training/nnUNetTrainer/`` folder (``pip uninstall nnunet-anomaly`` removes it), and it sits
-in the folder printed by ``python -m nnunet_anomaly.plugin`` for the ``nnUNet_extTrainer`` route.
-It only re-exports the classes of :mod:`nnunet_anomaly.trainers`, which keep their canonical module
-path, so nnU-Net's spawned data-augmentation workers can unpickle them.
+This module sits in the folder that our start-up hook appends to ``nnUNet_extTrainer`` (the folder
+printed by ``python -m nnunet_anomaly.plugin``); nnU-Net imports it as a top-level module while it
+looks a trainer up. It only re-exports the classes of :mod:`nnunet_anomaly.trainers`, which keep
+their canonical module path, so nnU-Net's spawned data-augmentation workers can unpickle them.
 
-nnU-Net imports this module whenever it searches for any trainer other than ``nnUNetTrainer``. A
-broken or half-removed nnunet-anomaly must therefore never break nnU-Net's other trainers: any error
-while importing ours becomes a warning, and this module then simply exports nothing.
+nnU-Net imports this module whenever it searches the external folders for a trainer. A broken or
+half-removed nnunet-anomaly must therefore never break that search: any error while importing ours
+becomes a warning, and this module then simply exports nothing.
 """
 try:
     from nnunet_anomaly.plugin import trainer_classes as _trainer_classes
