@@ -241,15 +241,18 @@ def test_quick_demo_end_to_end(tmp_path):
     """The real pipeline on the tiny setting: every step through the real CLIs, then a valid report."""
     workdir = tmp_path / "demo"
     env = dict(os.environ, MPLBACKEND="Agg")
+    # no real lesions (a folder without them): the same steps whether or not this machine cached them
+    no_lesions = ["--real-lesions", str(tmp_path / "no_real_lesions")]
     run = subprocess.run([sys.executable, "-m", "nnunet_anomaly", "demo", "--quick", "--device", "cpu",
-                          "--workdir", str(workdir)], capture_output=True, text=True, env=env, timeout=900)
+                          "--workdir", str(workdir), *no_lesions], capture_output=True, text=True, env=env, timeout=900)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = workdir / "report" / "report.md"
     assert f"report at {report}" in run.stdout.strip().splitlines()[-1]
     text = report.read_text()
-    for needed in ("What is synthetic and what is real", "nnUNetv2_train 990", "nnUNetv2_predict",
-                   "nnunet_anomaly evaluate", "nnUNetv2_plan_and_preprocess -d 990", "| fold 0 |", "| fold 1 |",
-                   "ensemble (held-out images)", "Random"):
+    for needed in ("Does it find lesions?", "What is synthetic and what is real", "nnUNetv2_train 990",
+                   "nnunet_anomaly predict", "nnUNetv2_predict", "nnunet_anomaly evaluate",
+                   "nnUNetv2_plan_and_preprocess -d 990", "| fold 0 |", "| fold 1 |", "| **ensemble** |",
+                   "| mean of the folds |", "| intensity baseline |", "Random"):
         assert needed in text, f"report lacks {needed!r}"
     assert str(tmp_path) not in text, "the report must not contain machine paths"
     figures = re.findall(r"!\[[^\]]*\]\((figures/[^)]+\.png)\)", text)
@@ -268,9 +271,13 @@ def test_quick_demo_end_to_end(tmp_path):
                 / f"fold_{fold}" / "validation" / "summary.json").is_file()
     results = json.loads((workdir / "evaluation" / "ensemble" / "results.json").read_text())
     assert results  # written by nnunet_anomaly evaluate
+    quality = json.loads((report.parent / "quality.json").read_text())
+    assert set(quality["lesions"]) == {"ensemble", "fold 0", "fold 1", "mean of the folds", "intensity baseline"}
+    assert quality["ensemble"]["average"] == "probability" and quality["ensemble"]["folds"] == ["0", "1"]
+    assert 0 <= quality["synthetic"]["ensemble"]["pooled"] <= 1
     # a second run reuses every step
     again = subprocess.run([sys.executable, "-m", "nnunet_anomaly", "demo", "--quick", "--device", "cpu",
-                            "--workdir", str(workdir)], capture_output=True, text=True, env=env, timeout=300)
+                            "--workdir", str(workdir), *no_lesions], capture_output=True, text=True, env=env, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     steps = demo.demo_steps(Workspace(workdir, QUICK))
     assert again.stdout.count("done earlier, reused") + again.stderr.count("done earlier, reused") == len(steps)
@@ -327,3 +334,36 @@ def test_real_lesions_found_in_the_cached_sdist_and_prepared(tmp_path):
         # the crude mask peeled the scalp: far fewer voxels than the whole head at 4 mm
         head_voxels = np.pi * 4 / 3 * (30 / 4) ** 2 * (16 * 3 / 2 / 4)
         assert brain.sum() < 0.7 * head_voxels
+
+
+# ------------------------------------------------------------------------------------------ quality numbers
+def test_lesion_quality_scores_inside_the_brain_per_type_and_separates_healthy_cases():
+    from sklearn.metrics import average_precision_score
+
+    from nnunet_anomaly.demo import quality
+
+    rng = np.random.default_rng(0)
+    brain = np.zeros((6, 8, 8), bool)
+    brain[1:5, 1:7, 1:7] = True
+    cases, maps = {}, {}
+    for name, lesion_value in (("test_tumour_000", 0.9), ("test_cyst_000", 0.6), ("test_healthy_000", None)):
+        truth = np.zeros(brain.shape, bool)
+        score = np.where(brain, rng.uniform(0, 0.3, brain.shape), 0.95)  # the background would be a false positive
+        if lesion_value is not None:
+            truth[2:4, 3:5, 3:5] = True
+            score[truth] = lesion_value
+        cases[name] = {"image": score, "truth": truth, "brain": brain}
+        maps[name] = score
+    row = quality.lesion_quality({"model": maps}, cases)["model"]
+    assert row["ap"]["tumour"] == row["ap"]["cyst"] == 1.0  # the background does not count
+    healthy_brain = maps["test_healthy_000"][brain]
+    assert row["healthy"]["score_exceeded_by_1%"] == pytest.approx(np.quantile(healthy_brain, 0.99))
+    assert row["highest_healthy_case"] < 0.3 < 0.6 == pytest.approx(row["lowest_lesion_case"])
+    truth = np.concatenate([cases[c]["truth"][brain] for c in ("test_tumour_000", "test_healthy_000")])
+    scores = np.concatenate([maps[c][brain] for c in ("test_tumour_000", "test_healthy_000")])
+    assert row["ap_with_healthy"]["tumour"] == pytest.approx(average_precision_score(truth, scores))
+    synthetic = quality.synthetic_quality({"model": {"sink_000": maps["test_tumour_000"]}},
+                                          {"sink_000": cases["test_tumour_000"]})["model"]
+    assert synthetic["sink"] == synthetic["pooled"] == 1.0
+    mean = quality.mean_of_folds([row, quality.lesion_quality({"m": maps}, cases)["m"]])
+    assert mean["ap"]["cyst"] == 1.0

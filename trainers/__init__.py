@@ -15,6 +15,7 @@ AnomalyTaskTrainer_reference    paper optimisation + MSE + no deep supervision +
 ..._paper_T2/_T3/_T4            the paper optimisation with 2 / 3 / 4 training tasks (and ``_reference_T*``)
 AnomalyTaskTrainer_ci           1 epoch x 5 iterations, cheap validation (CI)
 AnomalyTaskTrainer_demo         sized for the offline demo on 2 CPU cores
+AnomalyTaskTrainer_demoLong     the demo recipe at GPU scale (benchmarks/bench_quality.py)
 =============================  =======================================================================
 """
 from nnunet_anomaly.trainers.AnomalyTaskTrainer import (AnomalyTaskTrainer, AnomalyTaskTrainer_T2,
@@ -26,11 +27,11 @@ from nnunet_anomaly.trainers.paper import (AnomalyTaskTrainer_paper, AnomalyTask
                                            AnomalyTaskTrainer_reference, AnomalyTaskTrainer_reference_T2,
                                            AnomalyTaskTrainer_reference_T3, AnomalyTaskTrainer_reference_T4)
 from nnunet_anomaly.trainers.positional_encoding import AnomalyTaskTrainer_PosEnc
-from nnunet_anomaly.trainers.short_runs import AnomalyTaskTrainer_ci, AnomalyTaskTrainer_demo
+from nnunet_anomaly.trainers.short_runs import AnomalyTaskTrainer_ci, AnomalyTaskTrainer_demo, AnomalyTaskTrainer_demoLong
 
 __all__ = ["AnomalyTaskTrainer", "AnomalyTaskTrainer_T2", "AnomalyTaskTrainer_T3", "AnomalyTaskTrainer_T4",
            "AnomalyTaskTrainer_MSE", "AnomalyTaskTrainer_nnUNetDA", "AnomalyTaskTrainer_PosEnc",
            "AnomalyTaskTrainer_paper", "AnomalyTaskTrainer_paper_T2", "AnomalyTaskTrainer_paper_T3",
            "AnomalyTaskTrainer_paper_T4", "AnomalyTaskTrainer_reference", "AnomalyTaskTrainer_reference_T2",
            "AnomalyTaskTrainer_reference_T3", "AnomalyTaskTrainer_reference_T4", "AnomalyTaskTrainer_ci",
-           "AnomalyTaskTrainer_demo"]
+           "AnomalyTaskTrainer_demo", "AnomalyTaskTrainer_demoLong"]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_anomaly._io import atomic_path
+from nnunet_anomaly._io import atomic_path, read_array
 
 def plot_validation(path: Path, summaries: dict, ensemble: dict | None, task_names) -> None:
     import matplotlib
@@ -46,15 +46,14 @@ def plot_overlays(path: Path, rows, title: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
-    import SimpleITK as sitk
 
     from nnunet_anomaly.evaluation import load_prediction
 
     fig, axes = plt.subplots(len(rows), 3, figsize=(7.2, 2.4 * len(rows)), squeeze=False, constrained_layout=True)
     cases = []
     for label, image_path, prediction_path, truth_path in rows:
-        image = sitk.GetArrayFromImage(sitk.ReadImage(str(image_path))).astype(np.float32)
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_path))) > 0
+        image = read_array(image_path).astype(np.float32)
+        truth = read_array(truth_path) > 0
         score = np.clip(load_prediction(prediction_path, reference_shape=image.shape), 0, 1)
         cases.append((label, image, truth, score))
     # one colour scale for the whole figure, from 0 to the largest score shown: a weakly trained model
@@ -70,7 +69,7 @@ def plot_overlays(path: Path, rows, title: str) -> None:
         axes[r, 0].set_ylabel(label, fontsize=8)
         im = axes[r, 1].imshow(sc, cmap="inferno", vmin=0, vmax=vmax, origin="lower")
         axes[r, 2].imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower")
-        axes[r, 2].imshow(np.ma.masked_less(sc, 0.05 * vmax), cmap="inferno", vmin=0, vmax=vmax, alpha=0.6,
+        axes[r, 2].imshow(np.ma.masked_less(sc, 0.15 * vmax), cmap="inferno", vmin=0, vmax=vmax, alpha=0.6,
                           origin="lower")
         if gt.any():
             axes[r, 2].contour(gt, levels=[0.5], colors="#00e676", linewidths=1.0, origin="lower")

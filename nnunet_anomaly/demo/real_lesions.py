@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_anomaly._io import atomic_path
+from nnunet_anomaly._io import atomic_path, read_image
 
 REAL_LESION_CASES = ("brain1", "brain2")
 REAL_LESION_SDIST = "pyradiomics_bhklab-3.1.4.tar.gz"
@@ -58,15 +58,14 @@ def _read_sitk(source):
     import tarfile
     import tempfile
 
-    import SimpleITK as sitk
 
     if isinstance(source, tuple):
         archive, member = source
         with tarfile.open(archive) as tar, tempfile.TemporaryDirectory() as tmp:
             target = Path(tmp) / Path(member).name
             target.write_bytes(tar.extractfile(member).read())
-            return sitk.ReadImage(str(target))
-    return sitk.ReadImage(str(source))
+            return read_image(target)
+    return read_image(source)
 
 
 def crude_brain_mask(volume, *, peel: int = 3):

@@ -1,4 +1,4 @@
-"""The demo's Markdown report, from the finished steps' outputs."""
+"""The demo's Markdown report (``report/report.md``), its figures and its numbers (``report/quality.json``)."""
 from __future__ import annotations
 
 import json
@@ -7,10 +7,16 @@ from pathlib import Path
 from typing import Sequence
 
 from nnunet_anomaly._io import atomic_path, write_json, write_text
+from nnunet_anomaly.demo import quality
 from nnunet_anomaly.demo.figures import plot_overlays, plot_validation
 from nnunet_anomaly.demo.real_lesions import REAL_LESION_FETCH
 from nnunet_anomaly.demo.runner import Workspace, _now
 from nnunet_anomaly.demo.settings import DATASET_NAME
+
+#: the demo's promise (issue "It must find lesions"): pooled pixel AP of the ensemble on the synthetic
+#: tasks applied to held-out healthy images
+SYNTHETIC_AP_TARGET = 0.30
+
 
 def _read_json(path: Path):
     return json.loads(Path(path).read_text()) if Path(path).is_file() else None
@@ -30,59 +36,84 @@ def fold_validation_summaries(ws: Workspace) -> dict[int, dict]:
     return summaries
 
 
-def synthetic_per_task_metrics(predictions, ground_truth) -> dict[str, dict]:
-    """Pixel AP / AUROC per task of the synthetic test set (cases are named ``{task}_{nnn}``)."""
-    import numpy as np
-    import SimpleITK as sitk
+def quality_summary(ws: Workspace) -> dict:
+    """Every number of the report's quality sections, for the ensemble, each fold, their mean and the baseline.
 
-    from nnunet_anomaly.evaluation import auroc, average_precision, load_prediction
-
-    scores, targets = {}, {}
-    for truth_path in sorted(Path(ground_truth).glob("*.nii.gz")):
-        case = truth_path.name[: -len(".nii.gz")]
-        task = case.rsplit("_", 1)[0]
-        truth = sitk.GetArrayFromImage(sitk.ReadImage(str(truth_path))) > 0
-        score = np.clip(load_prediction(Path(predictions) / f"{case}.npz", reference_shape=truth.shape), 0, 1)
-        scores.setdefault(task, []).append(score.ravel())
-        targets.setdefault(task, []).append(truth.ravel())
-    out = {}
-    for task in scores:
-        s, t = np.concatenate(scores[task]), np.concatenate(targets[task])
-        out[task] = {"ap": float(average_precision(s, t)) if t.any() else float("nan"),
-                     "auroc": float(auroc(s, t)) if t.any() and not t.all() else float("nan"),
-                     "cases": len(scores[task]), "anomalous_voxels": int(t.sum())}
-    return out
-
-
-def _verdicts(ws: Workspace, real_cases) -> list[str]:
-    """Plain sentences: does the ensemble beat the intensity baseline and chance on each test set?"""
+    Reads the predictions written by the earlier steps; writes nothing.
+    """
     s = ws.settings
-    lines = [f"Each fold model trained for only a few minutes (`{s.trainer}`); the paper trains for hours on a "
-             "GPU. These numbers show that the pipeline works end to end, not how well the method works.", ""]
-    sets = [("demo test set (synthetic lesions)", "ensemble"), ("synthetic tasks on held-out images", "synthetic")]
-    if real_cases:
-        sets.append(("REAL lesions", "real_lesions"))
-    for title, folder in sets:
-        results = _read_json(ws.workdir / "evaluation" / folder / "results.json")
-        if not results:
-            continue
-        models = results.get("models", {})
-        ours = models.get(results.get("primary"), {}).get("pixel", {})
-        intensity = models.get("intensity", {}).get("pixel", {})
-        random = models.get("random", {}).get("pixel", {})
-        if not ours:
-            continue
-        ap, auroc = ours.get("ap_pooled"), ours.get("auroc")
-        verdict = []
-        if random.get("ap_pooled") is not None and ap is not None:
-            verdict.append("above" if ap > random["ap_pooled"] else "NOT above")
-        beats = None
-        if intensity.get("ap_pooled") is not None and ap is not None:
-            beats = ap > intensity["ap_pooled"]
-        lines.append(f"* {title}: ensemble pixel AP {_fmt(ap)} (AUROC {_fmt(auroc)}), "
-                     f"{verdict[0] if verdict else 'n/a vs'} chance (AP {_fmt(random.get('ap_pooled'))}); "
-                     + ("the intensity baseline (AP " + _fmt(intensity.get("ap_pooled")) + ") is "
-                        + ("beaten." if beats else "NOT beaten.") if beats is not None else ""))
+    predictions = ws.workdir / "predictions"
+    raw = ws.dataset_raw
+    test = quality.load_test_set(raw / "imagesTs", raw / "labelsTs", raw / "brainmasksTs")
+    synthetic_dir = ws.workdir / "synthetic_test"
+    synthetic = quality.load_test_set(synthetic_dir / "imagesTs", synthetic_dir / "labelsTs")
+    folds = [f"fold {f}" for f in s.folds]
+    maps = {"ensemble": quality.load_maps(predictions / "ensemble", test),
+            **{name: quality.load_maps(predictions / f"fold_{f}", test) for name, f in zip(folds, s.folds)},
+            "intensity baseline": quality.intensity_maps(test)}
+    synthetic_maps = {"ensemble": quality.load_maps(predictions / "synthetic_ensemble", synthetic),
+                      **{name: quality.load_maps(predictions / f"synthetic_fold_{f}", synthetic)
+                         for name, f in zip(folds, s.folds)},
+                      "intensity baseline": quality.intensity_maps(synthetic)}
+    lesions = quality.lesion_quality(maps, test)
+    tasks = quality.synthetic_quality(synthetic_maps, synthetic)
+    order = ["ensemble", *folds, "mean of the folds", "intensity baseline"]  # the rows of the report's tables
+    lesions["mean of the folds"] = quality.mean_of_folds([lesions[name] for name in folds])
+    tasks["mean of the folds"] = quality.mean_of_folds([tasks[name] for name in folds])
+    lesions, tasks = ({name: table[name] for name in order} for table in (lesions, tasks))
+    return {"lesions": lesions, "synthetic": tasks, "folds": folds,
+            "cases": {kind: sum(quality.case_kind(c) == kind for c in test) for kind in ("healthy", *quality.LESION_KINDS)},
+            "ensemble": _read_json(predictions / "ensemble" / "ensemble.json"),
+            "case_score": f"score exceeded by {quality.CASE_SCORE_RATE * 100:g} % of the case's brain voxels"}
+
+
+def _lesion_table(summary: dict) -> str:
+    header = ["model", *(f"{k} AP ({k} cases)" for k in quality.LESION_KINDS),
+              *(f"{k} AP (+ healthy cases)" for k in quality.LESION_KINDS),
+              "healthy voxels: 1 % / 0.1 % exceed", "highest healthy case", "lowest lesion case"]
+    rows = []
+    for name, row in summary["lesions"].items():
+        healthy = row.get("healthy", {})
+        rows.append([f"**{name}**" if name == "ensemble" else name,
+                     *(_fmt(row["ap"][k]) for k in quality.LESION_KINDS),
+                     *(_fmt(row["ap_with_healthy"][k]) for k in quality.LESION_KINDS),
+                     f"{_fmt(healthy.get('score_exceeded_by_1%'))} / {_fmt(healthy.get('score_exceeded_by_0.1%'))}",
+                     _fmt(row.get("highest_healthy_case")), _fmt(row.get("lowest_lesion_case"))])
+    return _table(header, rows)
+
+
+def _synthetic_table(summary: dict, task_names) -> str:
+    header = ["model", *task_names, "pooled"]
+    rows = [[f"**{name}**" if name == "ensemble" else name, *(_fmt(row.get(t)) for t in task_names),
+             _fmt(row.get("pooled"))] for name, row in summary["synthetic"].items()]
+    return _table(header, rows)
+
+
+def _verdicts(summary: dict) -> list[str]:
+    """The demo's three promises, each as a plain sentence with its numbers."""
+    ensemble, baseline = summary["lesions"]["ensemble"], summary["lesions"]["intensity baseline"]
+    lines = []
+    for kind in quality.LESION_KINDS:
+        alone, with_healthy = ensemble["ap"][kind], ensemble["ap_with_healthy"][kind]
+        base_alone, base_with_healthy = baseline["ap"][kind], baseline["ap_with_healthy"][kind]
+        verdict = "beats" if alone > base_alone and with_healthy > base_with_healthy else "does NOT beat"
+        lines.append(f"* **{kind}**: the ensemble {verdict} the intensity baseline: pixel AP {_fmt(alone)} vs "
+                     f"{_fmt(base_alone)} on the {kind} cases, {_fmt(with_healthy)} vs {_fmt(base_with_healthy)} with "
+                     "the healthy cases added.")
+    pooled = summary["synthetic"]["ensemble"]["pooled"]
+    lines.append(f"* **synthetic tasks on held-out healthy images**: pooled pixel AP {_fmt(pooled)} "
+                 f"({'reaches' if pooled >= SYNTHETIC_AP_TARGET else 'does NOT reach'} {SYNTHETIC_AP_TARGET:.2f}; "
+                 f"mean of the folds {_fmt(summary['synthetic']['mean of the folds']['pooled'])}).")
+    high, low = ensemble["highest_healthy_case"], ensemble["lowest_lesion_case"]
+    lines.append(f"* **healthy cases**: the highest-scoring healthy case scores {_fmt(high)}, the lowest-scoring "
+                 f"lesion case {_fmt(low)} (case score: the {summary['case_score']}): healthy cases are "
+                 f"{'clearly below every lesion case' if low > high else 'NOT all below the lesion cases'}; "
+                 f"1 % of healthy brain voxels exceed {_fmt(ensemble['healthy']['score_exceeded_by_1%'])}.")
+    folds_mean = summary["lesions"]["mean of the folds"]
+    above = all(ensemble["ap"][k] >= folds_mean["ap"][k] for k in quality.LESION_KINDS)
+    lines.append(f"* **ensemble vs its folds**: the ensemble is {'above' if above else 'NOT above'} the mean of its "
+                 "folds on every lesion type (" + ", ".join(
+                     f"{k} {_fmt(ensemble['ap'][k])} vs {_fmt(folds_mean['ap'][k])}" for k in quality.LESION_KINDS) + ").")
     return lines
 
 
@@ -101,7 +132,8 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def write_report(ws: Workspace) -> Path:
-    """Write ``report/report.md`` and ``report/figures/*.png`` from the finished steps' outputs."""
+    """Write ``report/report.md``, ``report/quality.json`` and ``report/figures/*.png`` from the steps' outputs."""
+    from nnunet_anomaly.demo.steps import demo_steps  # the steps write the report: imported late
     from nnunet_anomaly.tasks import TASK_NAMES
 
     s = ws.settings
@@ -110,35 +142,35 @@ def write_report(ws: Workspace) -> Path:
     figures.mkdir(parents=True, exist_ok=True)
     raw = ws.dataset_raw
     summaries = fold_validation_summaries(ws)
-    synthetic = synthetic_per_task_metrics(ws.workdir / "predictions" / "synthetic_ensemble",
-                                           ws.workdir / "synthetic_test" / "labelsTs")
-    write_json(report_dir / "synthetic_per_task.json", synthetic)
-    plot_validation(figures / "demo_validation.png", summaries, synthetic, list(TASK_NAMES))
+    summary = quality_summary(ws)
+    write_json(report_dir / "quality.json", summary)
+    ensemble_tasks = {t: {"ap": summary["synthetic"]["ensemble"].get(t)} for t in TASK_NAMES}
+    plot_validation(figures / "demo_validation.png", summaries, ensemble_tasks, list(TASK_NAMES))
 
     lesion_cases = sorted(p.name[: -len(".nii.gz")] for p in (raw / "labelsTs").glob("*.nii.gz"))
     picked = [c for c in lesion_cases if "tumour" in c][:1] + [c for c in lesion_cases if "cyst" in c][:1] + \
              [c for c in lesion_cases if "healthy" in c][:1]
     plot_overlays(figures / "demo_overlays_lesions.png",
-                   [(c.replace("test_", ""), raw / "imagesTs" / f"{c}_0000.nii.gz",
-                     ws.workdir / "predictions" / "ensemble" / f"{c}.npz", raw / "labelsTs" / f"{c}.nii.gz")
-                    for c in picked],
-                   "demo test set (synthetic lesions, not training tasks): nnU-Net ensemble")
+                  [(c.replace("test_", ""), raw / "imagesTs" / f"{c}_0000.nii.gz",
+                    ws.workdir / "predictions" / "ensemble" / f"{c}.npz", raw / "labelsTs" / f"{c}.nii.gz")
+                   for c in picked],
+                  "demo test set (synthetic lesions, not training tasks): the ensemble")
     synthetic_dir = ws.workdir / "synthetic_test"
     synthetic_cases = [p.name[: -len(".nii.gz")] for p in sorted((synthetic_dir / "labelsTs").glob("*_000.nii.gz"))]
     plot_overlays(figures / "demo_overlays_synthetic.png",
-                   [(c, synthetic_dir / "imagesTs" / f"{c}_0000.nii.gz",
-                     ws.workdir / "predictions" / "synthetic_ensemble" / f"{c}.npz", synthetic_dir / "labelsTs" / f"{c}.nii.gz")
-                    for c in synthetic_cases],
-                   "synthetic tasks on held-out healthy images: nnU-Net ensemble")
+                  [(c, synthetic_dir / "imagesTs" / f"{c}_0000.nii.gz",
+                    ws.workdir / "predictions" / "synthetic_ensemble" / f"{c}.npz", synthetic_dir / "labelsTs" / f"{c}.nii.gz")
+                   for c in synthetic_cases],
+                  "synthetic tasks on held-out healthy images: the ensemble")
     real_dir = ws.workdir / "real_lesions"
     real_cases = sorted(p.name[: -len(".nii.gz")] for p in (real_dir / "labelsTs").glob("*.nii.gz")) \
         if ws.real_lesion_sources else []
     if real_cases:
         plot_overlays(figures / "demo_overlays_real_lesions.png",
-                       [(c, real_dir / "imagesTs" / f"{c}_0000.nii.gz",
-                         ws.workdir / "predictions" / "real_lesions_ensemble" / f"{c}.npz", real_dir / "labelsTs" / f"{c}.nii.gz")
-                        for c in real_cases],
-                       "REAL lesions (pyradiomics brain1/brain2, T1 post-contrast; domain-shifted): ensemble")
+                      [(c, real_dir / "imagesTs" / f"{c}_0000.nii.gz",
+                        ws.workdir / "predictions" / "real_lesions_ensemble" / f"{c}.npz", real_dir / "labelsTs" / f"{c}.nii.gz")
+                       for c in real_cases],
+                      "REAL lesions (pyradiomics brain1/brain2, T1 post-contrast; domain-shifted): the ensemble")
     montage = _copy(ws.workdir / "task_montage" / "tasks_3d.png", figures / "demo_tasks_3d.png")
     evaluation_figures = []
     for test_set in ("ensemble", "synthetic"):
@@ -151,86 +183,103 @@ def write_report(ws: Workspace) -> Path:
         lines = [c for step in steps for c in ws.commands.get(step, [])]
         return "```bash\n" + "\n".join(lines) + "\n```" if lines else "_(no command recorded)_"
 
-    seconds = ws.step_seconds()
-    md = ["# nnunet-anomaly demo report" + (" (--quick)" if s.name == "quick" else ""), ""]
-    md += [f"Generated {_now()} by `nnunet_anomaly demo{' --quick' if s.name == 'quick' else ''}`. "
-           f"Trainer `{s.trainer}`, configuration `{s.configuration}`, folds {list(s.folds)} of T = 1 "
-           f"(each fold model trains on ONE synthetic task and is validated on the other four), device `{ws.device}`. "
+    quick = s.name == "quick"
+    counts = summary["cases"]
+    md = ["# nnunet-anomaly demo report" + (" (--quick)" if quick else ""), ""]
+    md += [f"Generated {_now()} by `nnunet_anomaly demo{' --quick' if quick else ''}`. Trainer `{s.trainer}`, "
+           f"configuration `{s.configuration}`, folds {list(s.folds)} of T = 1 (each fold model trains on ONE "
+           f"synthetic task and is validated on the other four), device `{ws.device}`, {ws.jobs} job(s) at a time. "
            "In the commands, `$WORKDIR` is the demo's working folder; every command ran with "
            "`nnUNet_raw=$WORKDIR/nnUNet_raw nnUNet_preprocessed=$WORKDIR/nnUNet_preprocessed "
            "nnUNet_results=$WORKDIR/nnUNet_results`.", ""]
-    if s.name == "quick":
+    if quick:
         md += ["> **--quick run**: a few training iterations; the numbers below only show that the pipeline "
                "works and mean nothing about the method.", ""]
+    md += ["## Does it find lesions?", "", *_verdicts(summary), "",
+           f"Pixel AP inside the brain on the demo test set ({counts['tumour']} tumour, {counts['cyst']} cyst and "
+           f"{counts['healthy']} healthy cases; lesions of types no model trained on), for the ensemble made as "
+           "the documentation says (`nnunet_anomaly predict`: the folds' probabilities averaged), each fold alone, the mean over folds, and the "
+           f"intensity baseline (the image itself, min-max scaled per case). Case score: the {summary['case_score']}.",
+           "", _lesion_table(summary), "", "![overlays, demo test set](figures/demo_overlays_lesions.png)", ""]
+
     md += ["## What is synthetic and what is real", "",
            "* **Images**: every image comes from ONE real image, nilearn's MNI152 2009a T1 template (an average of "
            "152 healthy adults), under random deformation, bias field and noise. The training set is 'healthy' "
            "augmentations of it; it is not a cohort of subjects.",
            "* **Synthetic validation (per fold)**: the five synthetic training tasks; each fold model is scored on "
-           "the tasks it did NOT train on, applied to the images of its held-out data fold.",
-           "* **Synthetic tasks on held-out images (ensemble)**: each of the five tasks applied to the healthy test "
-           "images, which no model saw. With T = 1 every task is a training task of one fold model, so for the "
-           "ensemble these are not unseen task types.",
+           "the tasks it did NOT train on, applied to the images of its held-out data fold, and on those images "
+           "as they are (healthy negatives).",
+           "* **Synthetic tasks on held-out images**: each of the five tasks applied to the healthy test images, "
+           "which no model saw. With T = 1 every task is a training task of one fold model, so for the ensemble "
+           "these are held-out images, not unseen task types.",
            "* **Demo test set ('tumour', 'cyst')**: SYNTHETIC lesions too, but hand-made and of none of the five "
-           "training task types (a bright textured mass with mass effect; a dark cavity with a bright rim). They "
-           "stand in for unseen anomalies.",
+           "training task types (a bright textured mass with mass effect; a dark cavity with a bright rim), plus "
+           "healthy cases. They stand in for unseen anomalies and never tune anything.",
            ("* **Real lesions**: pyradiomics' `brain1` and `brain2` (T1 post-contrast MRI with enhancing lesions, "
             "0.78x0.78x6.5 mm, from the pyradiomics-bhklab 3.1.4 source distribution cached at set-up), the only "
             "real lesions that install without a run-time download. Resampled to 4 mm, crude brain mask (head "
             "peeled by 12 mm), z-scored: a **domain-shifted smoke test** (other contrast, scanner, resolution and "
-            "skull stripping than the training images), two cases, not a benchmark. See section 5."
+            "skull stripping than the training images), two cases, not a benchmark."
             if real_cases else
             "* **Real lesions**: NONE in this run. The only real lesions that install offline (pyradiomics' "
             f"`brain1`/`brain2`) were not found; fetch them once, at set-up, with `{REAL_LESION_FETCH}` "
             "and re-run the demo: only the new steps run."), ""]
 
     md += ["## 1. Data", "", commands("dataset"), "",
-           f"{len(lesion_cases)} test cases in `nnUNet_raw/{DATASET_NAME}/imagesTs` (ground truth in `labelsTs`).", "",
+           f"{len(lesion_cases)} test cases in `nnUNet_raw/{DATASET_NAME}/imagesTs` (ground truth in `labelsTs`, brain "
+           "masks in `brainmasksTs`).", "",
            "## 2. Planning and preprocessing", "", commands("plan_and_preprocess"), ""]
 
     md += ["## 3. Training and per-task synthetic validation", "",
            commands(*(f"train_fold_{f}" for f in s.folds)), "",
-           "Pixel AP / AUROC of each fold model on its held-out synthetic tasks (from "
-           "`nnUNet_results/.../fold_X/validation/summary.json`, written by the trainer), and of the ensemble on "
-           "the synthetic tasks applied to held-out healthy test images (`synthetic_test/`):", ""]
-    header = ["model", "trained on", *TASK_NAMES, "pooled"]
+           "Each fold model on its held-out synthetic tasks (pixel AP / AUROC, from "
+           "`nnUNet_results/.../fold_X/validation/summary.json`, written by the trainer); 'with healthy' adds the "
+           "validation images as they are as negatives (what selects the checkpoint); 'healthy 1 %' is the score exceeded by 1 % of their brain voxels:", ""]
+    ensemble_info = summary["ensemble"] or {}
+    weights = dict(zip(ensemble_info.get("folds", []), ensemble_info.get("weights", [])))
+    header = ["model", "trained on", *TASK_NAMES, "pooled", "with healthy", "healthy 1 %", "ensemble weight"]
     rows = []
-    for fold, summary in summaries.items():
-        per_task = summary.get("per_task", {})
+    for fold, fold_summary in summaries.items():
+        per_task = fold_summary.get("per_task", {})
         cells = [f"{_fmt(per_task[t]['ap'])} / {_fmt(per_task[t]['auroc'])}" if t in per_task else "(trained)"
                  for t in TASK_NAMES]
-        pooled = summary.get("pooled", {})
-        rows.append([f"fold {fold}", ", ".join(summary.get("train_tasks", [])), *cells,
-                     f"{_fmt(pooled.get('ap'))} / {_fmt(pooled.get('auroc'))}"])
-    if synthetic:
-        rows.append(["ensemble (held-out images)", "all five (one per fold)",
-                     *(f"{_fmt(synthetic[t]['ap'])} / {_fmt(synthetic[t]['auroc'])}" if t in synthetic else "n/a"
-                       for t in TASK_NAMES), ""])
-    md += [_table(header, rows), "", "Cells: AP / AUROC.", "", "![per-task synthetic validation](figures/demo_validation.png)", ""]
+        pooled = fold_summary.get("pooled", {})
+        rows.append([f"fold {fold}", ", ".join(fold_summary.get("train_tasks", [])), *cells,
+                     f"{_fmt(pooled.get('ap'))} / {_fmt(pooled.get('auroc'))}",
+                     _fmt(fold_summary.get("pooled_with_healthy", {}).get("ap")),
+                     _fmt(fold_summary.get("healthy", {}).get("score_exceeded_by_1%")),
+                     _fmt(weights.get(str(fold)))])
+    md += [_table(header, rows), "", "![per-task synthetic validation](figures/demo_validation.png)", ""]
 
     md += ["## 4. Prediction and ensembling", "",
            commands("synthetic_test", "predict_ensemble", "predict_synthetic_ensemble",
-                    *(f"predict_fold_{f}" for f in s.folds)), ""]
+                    *(f"predict_fold_{f}" for f in s.folds)), "",
+           "The ensemble is `nnunet_anomaly predict` (see `documentation/prediction.md`): nnU-Net's predictor with the "
+           "folds' sigmoid probabilities averaged with equal weights (recorded in `predictions/ensemble/ensemble.json`; "
+           "weighting the folds by their validation AP scored lower on unseen synthetic tasks, see "
+           "`benchmarks/README.md`). `nnUNetv2_predict -f 0 1 2 3 4` would "
+           "average the folds' logits instead, which lets the folds that never saw an anomaly's kind veto the one "
+           "that did.", "",
+           f"Pixel AP per synthetic task on the held-out healthy images ({s.synthetic_cases_per_task} case(s) per task "
+           "and image):", "", _synthetic_table(summary, TASK_NAMES), "",
+           "![overlays, synthetic tasks](figures/demo_overlays_synthetic.png)", ""]
 
-    md += ["## 5. Evaluation", "", commands("evaluate"), ""]
-    for title, folder in (("Demo test set (synthetic lesions of unseen types): ensemble and baselines", "ensemble"),
+    md += ["## 5. Evaluation with the paper's protocol (`nnunet_anomaly evaluate`)", "", commands("evaluate"), ""]
+    for title, folder in (("Demo test set: the ensemble and baselines", "ensemble"),
                           ("Demo test set: every fold model (and their mean)", "folds"),
-                          ("Synthetic tasks on held-out healthy images: ensemble and baselines", "synthetic")):
+                          ("Synthetic tasks on held-out healthy images: the ensemble and baselines", "synthetic")):
         table_path = ws.workdir / "evaluation" / folder / "table.md"
         if table_path.is_file():
             md += [f"### {title}", "", table_path.read_text().strip(), ""]
     if real_cases:
         table_path = ws.workdir / "evaluation" / "real_lesions" / "table.md"
-        md += ["### REAL lesions (domain-shifted smoke test, 2 cases)", "", commands("real_lesions", "predict_real_lesions",
-                                                                              "evaluate_real_lesions"), ""]
+        md += ["### REAL lesions (domain-shifted smoke test, 2 cases)", "",
+               commands("real_lesions", "predict_real_lesions", "evaluate_real_lesions"), ""]
         if table_path.is_file():
             md += [table_path.read_text().strip(), ""]
         md += ["![overlays, real lesions](figures/demo_overlays_real_lesions.png)", ""]
-    md += ["### Reading the numbers", "", *_verdicts(ws, real_cases), ""]
-    md += ["### Overlays", "", "Axial slice through the largest ground-truth area; green contour: ground truth. "
-           "The colour scale runs from 0 to the largest score in the figure.", "",
-           "![overlays, demo test set](figures/demo_overlays_lesions.png)", "",
-           "![overlays, synthetic tasks](figures/demo_overlays_synthetic.png)", ""]
+    md += ["Overlays: axial slice through the largest ground-truth area; green contour: ground truth. The colour "
+           "scale runs from 0 to the largest score in the figure.", ""]
     for test_set, name in evaluation_figures:
         md += [f"![{name}](figures/{name})", ""]
 
@@ -238,17 +287,17 @@ def write_report(ws: Workspace) -> Path:
     if montage:
         md += ["![task montage](figures/demo_tasks_3d.png)", ""]
 
-    from nnunet_anomaly.demo.steps import demo_steps  # the steps write the report: imported late
-
+    seconds = ws.step_seconds()
     order = [step.name for step in demo_steps(ws)]
     rows = [[name, f"{seconds[name][0]:.0f}", f"{seconds[name][1]:.0f}"] for name in order if name in seconds]
-    total_wall = sum(v[0] for v in seconds.values())
     total_cpu = sum(v[1] for v in seconds.values())
     md += ["## Time per step", "",
-           "Wall-clock seconds of this run, and CPU seconds (user + system) used by the step's commands "
-           "(a machine-independent measure of the work; a shared machine inflates wall-clock time).", "",
-           _table(["step", "wall s", "CPU s"], [*rows, ["**total** (before the report)", f"{total_wall:.0f}",
-                                                        f"{total_cpu:.0f}"]]), ""]
+           "Wall-clock seconds of each step of this run (steps of one group, such as the fold models, run at the "
+           "same time, so their wall-clock times overlap), and CPU seconds (user + system) used by the step's "
+           "commands, their children included (a machine-independent measure of the work).", "",
+           _table(["step", "wall s", "CPU s"], [*rows, ["**from the first step to the report** (wall)",
+                                                        f"{ws.elapsed_seconds():.0f}", f"{total_cpu:.0f}"]]),
+           ""]
     text = "\n".join(md) + "\n"
     write_text(report_dir / "report.md", text)
     return report_dir / "report.md"

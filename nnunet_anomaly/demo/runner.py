@@ -4,6 +4,10 @@ A step is a unit of work that owns some folders and produces some outputs. :meth
 runs steps in order like ``make``: a step whose done-stamp and outputs exist is reused unless a step
 before it was redone after it. A step's folders are deleted before it (re)starts, and its stamp is
 written last and atomically, so an interrupted step (Ctrl-C, SIGTERM) is redone from scratch.
+
+Consecutive steps of the same ``group`` are independent of each other (the fold models, say): up to
+``jobs`` of them run at once, each in its own thread driving its own subprocess. Ctrl-C stops every
+running tool.
 """
 from __future__ import annotations
 
@@ -14,7 +18,10 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from itertools import groupby
 from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
@@ -39,6 +46,8 @@ class Step(NamedTuple):
     action: Callable[["Workspace"], None]
     #: what the step's result depends on beyond its outputs (a stamp with another key is stale)
     key: str = ""
+    #: consecutive steps with the same non-empty group are independent and may run at the same time
+    group: str = ""
 
 
 def _tool(name: str) -> list[str]:
@@ -66,15 +75,23 @@ class Workspace:
         Worker processes for conversion, planning and preprocessing.
     verbose : bool
         Stream the tools' output to the terminal as well as to the logs.
+    jobs : int
+        Steps of one group (see :class:`Step`) that run at the same time.
     """
 
     def __init__(self, workdir, settings: DemoSettings, *, device: str = "cpu", num_processes: int = 2,
-                 verbose: bool = False, real_lesion_sources: dict | None = None):
+                 verbose: bool = False, real_lesion_sources: dict | None = None, jobs: int = 1):
         self.workdir = Path(workdir).absolute()
         self.settings = settings
         self.device = device
         self.num_processes = int(num_processes)
         self.verbose = verbose
+        self.jobs = max(1, int(jobs))
+        self._running: set[subprocess.Popen] = set()  # the tools running now (several inside a group)
+        self._lock = threading.Lock()
+        self._thread = threading.local()  # per step thread: the row of its progress bars
+        #: CPU seconds (user + system) of each step's commands, children included
+        self.cpu_seconds: dict[str, float] = {}
         self.raw = self.workdir / "nnUNet_raw"
         self.preprocessed = self.workdir / "nnUNet_preprocessed"
         self.results = self.workdir / "nnUNet_results"
@@ -105,8 +122,12 @@ class Workspace:
             return str(path)
 
     # -------------------------------------------------------------------- environment
-    def environment(self, *, training: bool = False) -> dict:
-        """The subprocesses' environment: our own nnU-Net roots, never the user's."""
+    def environment(self, *, training: bool = False, single_threaded: bool = False) -> dict:
+        """The subprocesses' environment: our own nnU-Net roots, never the user's.
+
+        `single_threaded` caps nnU-Net's prediction at one torch thread (``nnUNet_def_n_proc=1``), for
+        tools that run at the same time as others.
+        """
         env = dict(os.environ)
         env.update(nnUNet_raw=str(self.raw), nnUNet_preprocessed=str(self.preprocessed),
                    nnUNet_results=str(self.results))
@@ -123,6 +144,8 @@ class Workspace:
                 env["nnUNet_n_proc_DA"] = "0"
         else:
             env.pop("nnUNet_n_proc_DA", None)  # planning must not see it
+        if single_threaded:
+            env["nnUNet_def_n_proc"] = "1"
         return env
 
     # -------------------------------------------------------------------- stamps
@@ -172,6 +195,8 @@ class Workspace:
             log.flush()
             process = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=subprocess.PIPE,
                                        stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1)
+            with self._lock:
+                self._running.add(process)
             try:
                 for line in process.stdout:
                     log.write(line)
@@ -182,12 +207,17 @@ class Workspace:
                         if match:
                             progress.n = int(match.group(1)) + 1
                             progress.refresh()
-                code = process.wait()
+                code, cpu = _wait_with_cpu_time(process)
+                with self._lock:
+                    self.cpu_seconds[step] = self.cpu_seconds.get(step, 0.0) + cpu
             except BaseException:
                 # Ctrl-C (or any error here): stop the child before leaving; the step has no stamp
                 process.kill()
                 process.wait()
                 raise
+            finally:
+                with self._lock:
+                    self._running.discard(process)
         if code != 0:
             tail = "".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines(True)[-25:])
             raise StepFailed(f"step {step!r}: `{shown}` exited with status {code}; last lines of "
@@ -217,36 +247,83 @@ class Workspace:
         self.check_settings()
         with tqdm(total=len(steps), desc="demo", unit="step", position=0, leave=True,
                   bar_format="{desc}: {n_fmt}/{total_fmt} steps |{bar}| {elapsed}") as bar:
-            # a linear pipeline, like make: a step is reused only if no step before it was (re)done after it
+            # a linear pipeline of groups, like make: a step is reused only if no step before its group
+            # was (re)done after it
             latest = 0.0
-            for index, step in enumerate(steps, 1):
-                prefix = f"[{index}/{len(steps)}] {step.title}"
-                if self.is_done(step) and self._stamp_time(step) >= latest:
-                    latest = max(latest, self._stamp_time(step))
-                    self._load_commands(step)
-                    tqdm.write(f"{prefix}: done earlier, reused")
-                    bar.update(1)
-                    continue
-                tqdm.write(f"{prefix} ... (log: {self.rel(self.logs / (step.name + '.log'))})")
-                for folder in step.owned:  # an interrupted earlier attempt is redone from a clean folder
-                    if Path(folder).exists():
-                        shutil.rmtree(folder) if Path(folder).is_dir() else Path(folder).unlink()
-                (self.logs / f"{step.name}.log").unlink(missing_ok=True)
-                self.commands.pop(step.name, None)
-                started, cpu_before = time.monotonic(), _children_cpu_seconds()
-                step.action(self)
-                seconds = time.monotonic() - started
-                cpu_seconds = _children_cpu_seconds() - cpu_before
-                missing = [self.rel(p) for p in step.outputs if not Path(p).exists()]
-                if missing:
-                    raise StepFailed(f"step {step.name!r} finished but did not produce {', '.join(missing)}")
-                latest = time.time()
-                write_json(self.stamp_path(step), {"step": step.name, "key": step.key, "finished_at": latest,
-                                                   "seconds": round(seconds, 1),
-                                                   "cpu_seconds_of_commands": round(cpu_seconds, 1),
-                                                   "finished": _now(), "commands": self.commands.get(step.name, [])})
-                tqdm.write(f"{prefix}: done in {_duration(seconds)}")
-                bar.update(1)
+            index = 0
+            for _, members in groupby(steps, key=lambda step: step.group or object()):
+                members = list(members)
+                todo = []
+                for step in members:
+                    index += 1
+                    prefix = f"[{index}/{len(steps)}] {step.title}"
+                    if self.is_done(step) and self._stamp_time(step) >= latest:
+                        self._load_commands(step)
+                        tqdm.write(f"{prefix}: done earlier, reused")
+                        bar.update(1)
+                    else:
+                        todo.append((prefix, step))
+                if len(todo) <= 1 or self.jobs == 1:
+                    for prefix, step in todo:
+                        self._run_step(prefix, step, bar)
+                else:
+                    self._run_concurrently(todo, bar)
+                latest = max([latest, *(self._stamp_time(step) for step in members)])
+
+    def _run_concurrently(self, todo, bar) -> None:
+        """Run independent steps in threads, at most ``jobs`` at once; the first failure stops the rest."""
+        pool = ThreadPoolExecutor(max_workers=min(self.jobs, len(todo)))
+        futures = [pool.submit(self._run_step, prefix, step, bar, position=1 + i) for i, (prefix, step) in
+                   enumerate(todo)]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            failed = [f for f in done if f.exception() is not None]
+            if failed:
+                raise failed[0].exception()
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            self.stop_running_tools()
+            raise
+        finally:
+            pool.shutdown(wait=True)
+
+    @property
+    def bar_position(self) -> int:
+        """The screen row for the progress bars of the step running in this thread (1 when run alone)."""
+        return getattr(self._thread, "bar_position", 1)
+
+    def stop_running_tools(self) -> None:
+        """Kill every tool that a step is running (Ctrl-C, or a failure in a concurrent group)."""
+        with self._lock:
+            running = list(self._running)
+        for process in running:
+            process.kill()
+
+    def _run_step(self, prefix: str, step: Step, bar, position: int = 1) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(f"{prefix} ... (log: {self.rel(self.logs / (step.name + '.log'))})")
+        for folder in step.owned:  # an interrupted earlier attempt is redone from a clean folder
+            if Path(folder).exists():
+                shutil.rmtree(folder) if Path(folder).is_dir() else Path(folder).unlink()
+        (self.logs / f"{step.name}.log").unlink(missing_ok=True)
+        self.commands.pop(step.name, None)
+        self.cpu_seconds.pop(step.name, None)
+        started = time.monotonic()
+        self._thread.bar_position = position
+        step.action(self)
+        seconds = time.monotonic() - started
+        cpu_seconds = self.cpu_seconds.get(step.name, 0.0)
+        missing = [self.rel(p) for p in step.outputs if not Path(p).exists()]
+        if missing:
+            raise StepFailed(f"step {step.name!r} finished but did not produce {', '.join(missing)}")
+        write_json(self.stamp_path(step), {"step": step.name, "key": step.key, "finished_at": time.time(),
+                                           "seconds": round(seconds, 1),
+                                           "cpu_seconds_of_commands": round(cpu_seconds, 1),
+                                           "finished": _now(), "commands": self.commands.get(step.name, [])})
+        tqdm.write(f"{prefix}: done in {_duration(seconds)}")
+        bar.update(1)
 
     def _stamp_time(self, step: Step) -> float:
         try:
@@ -258,6 +335,14 @@ class Workspace:
         stamp = json.loads(self.stamp_path(step).read_text())
         if stamp.get("commands"):
             self.commands[step.name] = list(stamp["commands"])
+
+    def elapsed_seconds(self) -> float:
+        """Wall-clock seconds from the start of the earliest stamped step until now."""
+        starts = []
+        for path in (self.state / "stamps").glob("*.json"):
+            stamp = json.loads(path.read_text())
+            starts.append(float(stamp.get("finished_at", time.time())) - float(stamp.get("seconds", 0.0)))
+        return time.time() - min(starts) if starts else 0.0
 
     def step_seconds(self) -> dict[str, tuple[float, float]]:
         """Wall-clock and tools' CPU seconds of every finished step, from the stamps."""
@@ -282,12 +367,17 @@ def _shell_word(text: str) -> str:
     return '"' + re.sub(r'(["\\`])', r"\\\1", text) + '"'
 
 
-def _children_cpu_seconds() -> float:
-    """User + system CPU time of the finished child processes (the tools), to compare machines fairly."""
-    import resource
+def _wait_with_cpu_time(process: subprocess.Popen) -> tuple[int, float]:
+    """Wait for `process`; its exit code and the CPU seconds it and its children used.
 
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
+    ``os.wait4`` reaps exactly this child with its own resource usage, so steps that run at the same
+    time each count only their own tools' CPU time (a machine-independent measure of the work).
+    """
+    if not hasattr(os, "wait4"):  # pragma: no cover - not a POSIX system
+        return process.wait(), float("nan")
+    _, status, usage = os.wait4(process.pid, 0)
+    process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait for it again
+    return process.returncode, usage.ru_utime + usage.ru_stime
 
 
 def _now() -> str:

@@ -20,11 +20,14 @@ class DemoSettings(NamedTuple):
     num_training: int
     disable_tta: bool
     synthetic_cases_per_task: int
+    num_test_healthy: int = 4
+    num_test_per_anomaly: int = 4
     base_configuration: str = "3d_fullres"
     patch_size: tuple[int, ...] = (40, 48, 40)
 
 
-#: The default: the five fold models of T = 1 (one per synthetic task), a small CPU budget.
-DEMO = DemoSettings("demo", "AnomalyTaskTrainer_demo", "3d_demo", (0, 1, 2, 3, 4), 20, True, 2)
+#: The default: the five fold models of T = 1 (one per synthetic task), trained at the same time on a
+#: CPU; 4 healthy, 4 tumour and 4 cyst test cases; each task applied to each healthy test image.
+DEMO = DemoSettings("demo", "AnomalyTaskTrainer_demo", "3d_demo", (0, 1, 2, 3, 4), 20, True, 4)
 #: ``--quick``: the same pipeline on a tiny setting (two folds, a few epochs) for the end-to-end test.
-QUICK = DemoSettings("quick", "AnomalyTaskTrainer_ci", "3d_demo", (0, 1), 10, True, 1)
+QUICK = DemoSettings("quick", "AnomalyTaskTrainer_ci", "3d_demo", (0, 1), 10, True, 1, 1, 1)

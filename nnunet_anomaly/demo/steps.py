@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Callable, Sequence
+from typing import Callable
 
 from nnunet_anomaly._io import write_json
 from nnunet_anomaly.demo.real_lesions import prepare_real_lesions
@@ -10,9 +10,11 @@ from nnunet_anomaly.demo.runner import Step, Workspace, _tool
 from nnunet_anomaly.demo.settings import DATASET_ID, DATASET_NAME, PLANS
 from nnunet_anomaly.demo.synthetic import build_synthetic_test_set
 
+
 def _build_dataset(ws: Workspace) -> None:
     argv = [sys.executable, "-m", "nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo",
-            "-o", ws.raw, "-np", ws.num_processes, "--num-training", ws.settings.num_training]
+            "-o", ws.raw, "-np", ws.num_processes, "--num-training", ws.settings.num_training,
+            "--num-test-healthy", ws.settings.num_test_healthy, "--num-test-per-anomaly", ws.settings.num_test_per_anomaly]
     ws.command("dataset", argv, env_shown=())
 
 
@@ -38,7 +40,7 @@ def _train(fold: int) -> Callable[[Workspace], None]:
                 "-tr", ws.settings.trainer, "-device", ws.device]
         env = ws.environment(training=True)
         shown = ["nnunet_anomaly_pool"] + (["nnUNet_n_proc_DA"] if "nnUNet_n_proc_DA" in env else [])
-        with tqdm(desc=f"  fold {fold} epochs", unit="epoch", position=1, leave=False,
+        with tqdm(desc=f"  fold {fold} epochs", unit="epoch", position=ws.bar_position, leave=False,
                   total=_trainer_epochs(ws.settings.trainer)) as epochs:
             ws.command(f"train_fold_{fold}", argv, env=env, progress=epochs,
                        progress_pattern=r"Epoch (\d+)\s*$", env_shown=shown)
@@ -56,18 +58,36 @@ def _trainer_epochs(trainer: str) -> int | None:
         return None
 
 
-def _predict(name: str, folds: Sequence[int], inputs: str = "lesions", step: str | None = None) -> Callable[[Workspace], None]:
+#: the inputs the demo predicts: the demo test set, the synthetic held-out set, the real lesions
+INPUTS = {"lesions": ("nnUNet_raw", DATASET_NAME, "imagesTs"), "synthetic": ("synthetic_test", "imagesTs"),
+          "real": ("real_lesions", "imagesTs")}
+
+
+def _predict_ensemble(name: str, inputs: str, step: str) -> Callable[[Workspace], None]:
+    """The documented ensemble: ``nnunet_anomaly predict`` (probabilities averaged, folds weighted)."""
     def action(ws: Workspace) -> None:
-        s = ws.settings
-        folder = {"lesions": ws.dataset_raw / "imagesTs", "synthetic": ws.workdir / "synthetic_test" / "imagesTs",
-                  "real": ws.workdir / "real_lesions" / "imagesTs"}[inputs]
-        argv = [*_tool("nnUNetv2_predict"), "-i", folder, "-o", ws.workdir / "predictions" / name,
-                "-d", DATASET_ID, "-c", s.configuration, "-tr", s.trainer, "-f", *folds,
-                "--save_probabilities", "-npp", 0, "-nps", 0, "-device", ws.device]
-        if s.disable_tta:
-            argv.append("--disable_tta")
-        ws.command(step or f"predict_{name}", argv)
+        ws.command(step, _predict_argv(ws, "nnunet_anomaly", inputs, ws.workdir / "predictions" / name,
+                                       ws.settings.folds))
     return action
+
+
+def _predict_fold(fold: int) -> Callable[[Workspace], None]:
+    """One fold model alone on the test set and on the synthetic held-out set (nnU-Net's own prediction)."""
+    def action(ws: Workspace) -> None:
+        env = ws.environment(single_threaded=True)  # the folds run at the same time, one core each
+        for inputs, name in (("lesions", f"fold_{fold}"), ("synthetic", f"synthetic_fold_{fold}")):
+            ws.command(f"predict_fold_{fold}", _predict_argv(ws, "nnUNetv2_predict", inputs,
+                                                             ws.workdir / "predictions" / name, (fold,)), env=env)
+    return action
+
+
+def _predict_argv(ws: Workspace, tool: str, inputs: str, output, folds) -> list:
+    s = ws.settings
+    verb = [*_tool("nnunet_anomaly"), "predict"] if tool == "nnunet_anomaly" else _tool(tool)
+    argv = [*verb, "-i", ws.workdir.joinpath(*INPUTS[inputs]), "-o", output, "-d", DATASET_ID, "-c",
+            s.configuration, "-tr", s.trainer, "-f", *folds, "--save_probabilities", "-npp", 0, "-nps", 0,
+            "-device", ws.device]
+    return argv + (["--disable_tta"] if s.disable_tta else [])
 
 
 def _evaluate(ws: Workspace) -> None:
@@ -76,14 +96,14 @@ def _evaluate(ws: Workspace) -> None:
     evaluate = [sys.executable, "-m", "nnunet_anomaly", "evaluate"]
     common = ["-g", raw / "labelsTs", "--images", raw / "imagesTs", "--test-set", "demo synthetic lesions",
               "--quiet"]
-    ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "ensemble", "--names", "nnU-Net ensemble",
+    ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "ensemble", "--names", "ensemble",
                             "-o", ws.workdir / "evaluation" / "ensemble", "--baselines", *common])
     ws.command("evaluate", [*evaluate, "-p", *(ws.workdir / "predictions" / f"fold_{f}" for f in s.folds),
                             "--names", *(f"fold_{f}" for f in s.folds),
                             "-o", ws.workdir / "evaluation" / "folds", "--no-figures", *common])
     synthetic = ws.workdir / "synthetic_test"
     ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "synthetic_ensemble",
-                            "--names", "nnU-Net ensemble", "-g", synthetic / "labelsTs", "--images", synthetic / "imagesTs",
+                            "--names", "ensemble", "-g", synthetic / "labelsTs", "--images", synthetic / "imagesTs",
                             "--test-set", "synthetic tasks, held-out images", "-o", ws.workdir / "evaluation" / "synthetic",
                             "--baselines", "--quiet"])
 
@@ -92,7 +112,7 @@ def _evaluate_real_lesions(ws: Workspace) -> None:
     real = ws.workdir / "real_lesions"
     ws.command("evaluate_real_lesions", [
         sys.executable, "-m", "nnunet_anomaly", "evaluate", "-p", ws.workdir / "predictions" / "real_lesions_ensemble",
-        "--names", "nnU-Net ensemble", "-g", real / "labelsTs", "--images", real / "imagesTs",
+        "--names", "ensemble", "-g", real / "labelsTs", "--images", real / "imagesTs",
         "--test-set", "real lesions (domain-shifted smoke test)", "-o", ws.workdir / "evaluation" / "real_lesions",
         "--baselines", "--quiet"])
 
@@ -119,20 +139,23 @@ def demo_steps(ws: Workspace) -> list[Step]:
              (ws.preprocessed / DATASET_NAME,), (ws.preprocessed / DATASET_NAME / f"{PLANS}.json",),
              _plan_and_preprocess),
     ]
-    for fold in s.folds:
+    for fold in s.folds:  # independent: trained at the same time (--jobs)
         steps.append(Step(f"train_fold_{fold}", f"train fold {fold} (nnUNetv2_train -tr {s.trainer})",
-                          (ws.fold_folder(fold),), (ws.fold_folder(fold) / "checkpoint_final.pth",), _train(fold)))
+                          (ws.fold_folder(fold),), (ws.fold_folder(fold) / "checkpoint_final.pth",), _train(fold),
+                          group="train"))
     steps.append(Step("predict_ensemble", f"predict the test set with the ensemble of folds {list(s.folds)}",
-                      (predictions / "ensemble",), (predictions / "ensemble",), _predict("ensemble", s.folds)))
+                      (predictions / "ensemble",), (predictions / "ensemble",),
+                      _predict_ensemble("ensemble", "lesions", "predict_ensemble")))
     steps.append(Step("synthetic_test", "apply the five synthetic tasks to the held-out healthy test images",
                       (ws.workdir / "synthetic_test",), (ws.workdir / "synthetic_test" / "cases.json",), _synthetic_test))
     steps.append(Step("predict_synthetic_ensemble", "predict the synthetic held-out set with the ensemble",
                       (predictions / "synthetic_ensemble",), (predictions / "synthetic_ensemble",),
-                      _predict("synthetic_ensemble", s.folds, inputs="synthetic")))
+                      _predict_ensemble("synthetic_ensemble", "synthetic", "predict_synthetic_ensemble")))
     for fold in s.folds:
-        steps.append(Step(f"predict_fold_{fold}", f"predict the test set with fold {fold}",
-                          (predictions / f"fold_{fold}",), (predictions / f"fold_{fold}",),
-                          _predict(f"fold_{fold}", (fold,))))
+        steps.append(Step(f"predict_fold_{fold}", f"predict the test set and the synthetic set with fold {fold}",
+                          (predictions / f"fold_{fold}", predictions / f"synthetic_fold_{fold}"),
+                          (predictions / f"fold_{fold}", predictions / f"synthetic_fold_{fold}"),
+                          _predict_fold(fold), group="predict_folds"))
     if ws.real_lesion_sources:
         real = ws.workdir / "real_lesions"
         steps += [
@@ -140,7 +163,7 @@ def demo_steps(ws: Workspace) -> list[Step]:
                  (real,), (real / "cases.json",), _real_lesions),
             Step("predict_real_lesions", "predict the real lesions with the ensemble",
                  (predictions / "real_lesions_ensemble",), (predictions / "real_lesions_ensemble",),
-                 _predict("real_lesions_ensemble", s.folds, inputs="real", step="predict_real_lesions")),
+                 _predict_ensemble("real_lesions_ensemble", "real", "predict_real_lesions")),
             Step("evaluate_real_lesions", "evaluate the real lesions (nnunet_anomaly evaluate)",
                  (ws.workdir / "evaluation" / "real_lesions",),
                  (ws.workdir / "evaluation" / "real_lesions" / "results.json",), _evaluate_real_lesions),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nnunet_anomaly._io import atomic_path
+from nnunet_anomaly._io import atomic_path, read_image
 
 def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: int = 2, seed: int = 0) -> list[dict]:
     """Apply each synthetic task to the held-out healthy test images of the demo set.
@@ -33,11 +33,11 @@ def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: i
         raise FileNotFoundError(f"{dataset_folder / 'imagesTs'}: no test_healthy_*_0000.nii.gz images")
     images, brains, references = [], [], []
     for path in healthy:
-        reference = sitk.ReadImage(str(path))
+        reference = read_image(path)
         case = path.name[: -len("_0000.nii.gz")]
         brain_path = dataset_folder / "brainmasksTs" / f"{case}.nii.gz"
         image = sitk.GetArrayFromImage(reference).astype(np.float32)
-        brain = (sitk.GetArrayFromImage(sitk.ReadImage(str(brain_path))) > 0) if brain_path.is_file() else image != 0
+        brain = (sitk.GetArrayFromImage(read_image(brain_path)) > 0) if brain_path.is_file() else image != 0
         images.append(image)
         brains.append(brain)
         references.append(reference)

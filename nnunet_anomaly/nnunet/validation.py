@@ -31,7 +31,8 @@ __all__ = ["HEALTHY", "ValidationSample", "pair_seed", "make_validation_image", 
 #: the pseudo-task of the anomaly-free validation samples (the image as it is; every scored voxel negative)
 HEALTHY = "healthy"
 #: fractions of healthy voxels at which :func:`healthy_false_positives` reports the score they exceed
-HEALTHY_RATES = (0.01, 0.001)
+#: (the thresholds ``nnunet_anomaly export --threshold-from`` and ``evaluate`` can calibrate from)
+HEALTHY_RATES = (0.05, 0.01, 0.005, 0.001, 0.0001)
 
 
 class ValidationSample(NamedTuple):
@@ -144,33 +145,29 @@ def select_pairs(cases: Sequence[str], tasks: Sequence[str], max_pairs: int, see
 def pixel_metrics(scores: np.ndarray, targets: np.ndarray) -> tuple[float, float]:
     """Pixel-level average precision and AUROC; NaN where undefined (no positives or no negatives).
 
-    Uses :func:`nnunet_anomaly.evaluation.average_precision` / ``auroc`` (scores quantised to float16,
-    the precision of nnU-Net's sliding-window maps; streaming and bounded in memory) when the
-    evaluation module provides them, else scikit-learn.
+    Exact on the scores as they are (:func:`nnunet_anomaly.evaluation.average_precision` / ``auroc``,
+    equal to scikit-learn's); float32 scores stay float32, which halves the memory of the sort.
 
     Examples
     --------
     >>> pixel_metrics(np.array([0.1, 0.9, 0.2, 0.8]), np.array([0, 1, 0, 1]))
     (1.0, 1.0)
     """
-    scores = np.asarray(scores, dtype=np.float64).ravel()
+    from nnunet_anomaly.evaluation import auroc, average_precision
+
+    scores = np.asarray(scores).ravel()
+    if scores.dtype not in (np.float32, np.float64):
+        scores = scores.astype(np.float64)
     targets = np.asarray(targets).ravel().astype(bool)
     if scores.shape != targets.shape:
         raise ValueError(f"scores {scores.shape} and targets {targets.shape} differ in size")
     n_pos = int(targets.sum())
     if n_pos == 0:
         return float("nan"), float("nan")
-    try:
-        from nnunet_anomaly.evaluation import auroc, average_precision
-    except ImportError:
-        from sklearn.metrics import average_precision_score as average_precision
-        from sklearn.metrics import roc_auc_score as auroc
-    ap = float(average_precision(scores, targets) if average_precision.__module__.startswith("nnunet_anomaly")
-               else average_precision(targets, scores))
+    ap = float(average_precision(scores, targets))
     if n_pos == targets.size:
         return ap, float("nan")
-    roc = float(auroc(scores, targets) if auroc.__module__.startswith("nnunet_anomaly") else auroc(targets, scores))
-    return ap, roc
+    return ap, float(auroc(scores, targets))
 
 
 def healthy_false_positives(scores: np.ndarray, rates: Sequence[float] = HEALTHY_RATES) -> dict:

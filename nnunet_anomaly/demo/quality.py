@@ -1,0 +1,139 @@
+"""The numbers the demo stands for: lesions found per type, healthy cases quiet, the ensemble above its folds.
+
+Everything is scored inside each case's brain mask (``brainmasksTs``): the background is trivially
+normal and would flatter every method alike. Per lesion type the AP is given twice: over that type's
+cases only, and with the healthy test cases added as negatives (an anomaly detector runs on every
+scan, and a healthy scan must not light up). A case's score is the score exceeded by 0.1 % of its
+brain voxels (a robust maximum), which is what separates healthy cases from lesion cases.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+__all__ = ["LESION_KINDS", "CASE_SCORE_RATE", "case_kind", "load_test_set", "load_maps", "intensity_maps",
+           "lesion_quality", "synthetic_quality", "mean_of_folds"]
+
+LESION_KINDS = ("tumour", "cyst")
+#: a case's score: the score exceeded by this fraction of its brain voxels
+CASE_SCORE_RATE = 0.001
+
+
+def case_kind(case: str) -> str:
+    """``test_tumour_003`` -> ``tumour``; a synthetic case ``sink_001`` -> ``sink``.
+
+    Examples
+    --------
+    >>> case_kind("test_healthy_000"), case_kind("smooth_intensity_002")
+    ('healthy', 'smooth_intensity')
+    """
+    name = case[len("test_"):] if case.startswith("test_") else case
+    return name.rsplit("_", 1)[0]
+
+
+def load_test_set(images, labels, brains=None) -> dict[str, dict]:
+    """``{case: {"image", "truth", "brain"}}`` from nnU-Net-style folders (``case_0000.nii.gz``, ``case.nii.gz``).
+
+    Without a brain mask, the brain is where the image is non-zero (the demo's skull-stripped scans).
+    """
+    from nnunet_anomaly.evaluation import load_ground_truth, load_image
+
+    cases = {}
+    for path in sorted(Path(labels).glob("*.nii.gz")):
+        case = path.name[: -len(".nii.gz")]
+        truth = load_ground_truth(path)
+        image = load_image(images, case, truth.shape)
+        brain_path = Path(brains) / path.name if brains is not None else None
+        brain = load_ground_truth(brain_path) if brain_path is not None and brain_path.is_file() else image != 0
+        cases[case] = {"image": image, "truth": truth, "brain": brain}
+    return cases
+
+
+def load_maps(folder, cases: Mapping[str, dict]) -> dict[str, np.ndarray]:
+    """The anomaly maps of `cases` in a prediction folder (nnU-Net ``.npz``), clipped to [0, 1]."""
+    from nnunet_anomaly.evaluation import load_prediction
+
+    return {case: np.clip(load_prediction(Path(folder) / f"{case}.npz", reference_shape=data["truth"].shape), 0, 1)
+            for case, data in cases.items()}
+
+
+def intensity_maps(cases: Mapping[str, dict]) -> dict[str, np.ndarray]:
+    """The threshold-the-image baseline: each image min-max scaled to [0, 1] (as ``evaluate --baselines``)."""
+    out = {}
+    for case, data in cases.items():
+        image = data["image"].astype(np.float32)
+        low, high = float(image.min()), float(image.max())
+        out[case] = (image - low) / (high - low) if high > low else np.zeros_like(image)
+    return out
+
+
+def mean_of_folds(rows: Sequence[Mapping]) -> dict:
+    """The mean over fold models of every number in their rows (nested dictionaries of floats).
+
+    Examples
+    --------
+    >>> mean_of_folds([{"ap": {"cyst": 0.2}, "x": 1.0}, {"ap": {"cyst": 0.4}, "x": 3.0}])
+    {'ap': {'cyst': 0.30000000000000004}, 'x': 2.0}
+    """
+    first = rows[0]
+    out = {}
+    for key, value in first.items():
+        if isinstance(value, Mapping):
+            out[key] = mean_of_folds([row[key] for row in rows])
+        elif isinstance(value, (int, float)):
+            out[key] = float(np.nanmean([row[key] for row in rows]))
+    return out
+
+
+def _ap(maps, cases, names) -> float:
+    from nnunet_anomaly.evaluation import average_precision
+
+    if not names:
+        return float("nan")
+    scores = np.concatenate([maps[c][cases[c]["brain"]] for c in names])
+    truth = np.concatenate([cases[c]["truth"][cases[c]["brain"]] for c in names])
+    return float(average_precision(scores, truth)) if truth.any() else float("nan")
+
+
+def lesion_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mapping[str, dict]) -> dict:
+    """Per model: AP per lesion type (alone and with the healthy cases), healthy false positives, case scores.
+
+    Returns
+    -------
+    dict
+        ``{model: {"ap": {kind: AP}, "ap_with_healthy": {kind: AP}, "healthy": {"score_exceeded_by_1%",
+        "score_exceeded_by_0.1%"}, "case_scores": {case: score}, "highest_healthy_case",
+        "lowest_lesion_case"}}``.
+    """
+    healthy = [c for c in cases if case_kind(c) == "healthy"]
+    out = {}
+    for name, maps in models.items():
+        row = {"ap": {}, "ap_with_healthy": {}}
+        for kind in LESION_KINDS:
+            of_kind = [c for c in cases if case_kind(c) == kind]
+            row["ap"][kind] = _ap(maps, cases, of_kind)
+            row["ap_with_healthy"][kind] = _ap(maps, cases, of_kind + healthy)
+        if healthy:
+            scores = np.concatenate([maps[c][cases[c]["brain"]] for c in healthy])
+            row["healthy"] = {f"score_exceeded_by_{rate * 100:g}%": float(np.quantile(scores, 1 - rate))
+                              for rate in (0.01, 0.001)}
+        row["case_scores"] = {c: float(np.quantile(maps[c][cases[c]["brain"]], 1 - CASE_SCORE_RATE)) for c in cases}
+        lesion_scores = [s for c, s in row["case_scores"].items() if case_kind(c) in LESION_KINDS]
+        healthy_scores = [row["case_scores"][c] for c in healthy]
+        row["highest_healthy_case"] = max(healthy_scores) if healthy_scores else float("nan")
+        row["lowest_lesion_case"] = min(lesion_scores) if lesion_scores else float("nan")
+        out[name] = row
+    return out
+
+
+def synthetic_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mapping[str, dict]) -> dict:
+    """Per model: pixel AP over all synthetic cases (``pooled``) and per task (cases named ``{task}_{nnn}``)."""
+    tasks = sorted({case_kind(c) for c in cases})
+    out = {}
+    for name, maps in models.items():
+        row = {"pooled": _ap(maps, cases, list(cases))}
+        row.update({task: _ap(maps, cases, [c for c in cases if case_kind(c) == task]) for task in tasks})
+        out[name] = row
+    return out
