@@ -19,6 +19,8 @@ from nnunet_anomaly.plugin import (SHIM_MODULE_NAME, STARTUP_HOOK_NAME, discover
                                    shim_source_path, stale_shim_path, trainer_classes)
 from nnunet_anomaly.plugin import _startup
 
+from _helpers import source_copy
+
 REPO = Path(__file__).resolve().parents[1]
 HOOK_SOURCE = REPO / "nnunet_anomaly" / "plugin" / STARTUP_HOOK_NAME
 
@@ -208,20 +210,10 @@ def test_shim_exports_nothing_when_our_package_fails(tmp_path):
     assert result.stdout.strip() == "[] 1"
 
 
-def _source_copy(tmp_path) -> Path:
-    source = tmp_path / "src"
-    source.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    for folder in ("nnunet_anomaly", "trainers", "dataset_conversion"):
-        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return source
-
-
 @pytest.mark.slow
 def test_wheels_ship_the_hook_and_nothing_inside_nnunetv2(tmp_path):
     """Build the regular and the editable wheel (no network: --no-build-isolation) from a copy and inspect both."""
-    source = _source_copy(tmp_path)
+    source = source_copy(tmp_path / "src")
     dist = tmp_path / "dist"
     result = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist),

@@ -19,10 +19,10 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _helpers import source_copy
 
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[1]
 HOOK = "nnunet_anomaly.pth"
 #: names in the parent's site-packages that the child environment must not see
 HIDDEN = ("nnunetv2", "nnunet_anomaly", "nnunet-anomaly", "__editable__", "_nnunet_anomaly")
@@ -72,16 +72,6 @@ def _run(python, *args, env, timeout=600):
 
 def _pip(python, *args, env):
     return _run(python, "-m", "pip", "--disable-pip-version-check", *args, env=env)
-
-
-def _source_copy(tmp_path) -> Path:
-    source = tmp_path / "nnunet-anomaly"
-    source.mkdir()
-    for name in ("setup.py", "pyproject.toml", "README.md"):
-        shutil.copy2(REPO / name, source / name)
-    for folder in ("nnunet_anomaly", "trainers", "dataset_conversion"):
-        shutil.copytree(REPO / folder, source / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    return source
 
 
 def _snapshot(folder: Path) -> dict:
@@ -172,7 +162,7 @@ def test_pip_install_and_uninstall_with_a_regular_nnunet(child, tmp_path):
     nnunet = _install_regular_nnunet(site_packages)
     before = _snapshot(nnunet)
 
-    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", _source_copy(tmp_path), env=env)
+    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", source_copy(tmp_path / "nnunet-anomaly"), env=env)
     assert _snapshot(nnunet) == before, "the install wrote into nnU-Net's package folder"
     assert (site_packages / HOOK).is_file()
     record = next(site_packages.glob("nnunet_anomaly-*.dist-info")).joinpath("RECORD").read_text()
@@ -204,7 +194,7 @@ def test_editable_install_next_to_an_editable_flat_layout_nnunet(child, tmp_path
     nnunet = _install_editable_nnunet(python, tmp_path, env)
     before = _snapshot(nnunet)
 
-    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", "-e", _source_copy(tmp_path), env=env)
+    _pip(python, "install", "--no-deps", "--no-build-isolation", "-q", "-e", source_copy(tmp_path / "nnunet-anomaly"), env=env)
     assert not (site_packages / "nnunetv2").exists()
     assert (site_packages / HOOK).is_file()
     _check_found(python, [env], nnunet)

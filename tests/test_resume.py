@@ -24,6 +24,8 @@ import pytest
 
 from nnunet_anomaly._io import TEMP_DIR_NAME
 
+from _helpers import write_tiny_brain_dataset
+
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
@@ -99,28 +101,6 @@ class AnomalyTaskTrainer_killable(AnomalyTaskTrainer_ci):
 '''
 
 
-def _write_dataset(raw):
-    import SimpleITK as sitk
-    from scipy import ndimage
-    rng = np.random.default_rng(3)
-    folder = raw / DATASET
-    (folder / "imagesTr").mkdir(parents=True)
-    (folder / "labelsTr").mkdir()
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij"))
-    for i in range(10):
-        radius = np.sqrt(((grid / (0.8 + 0.15 * rng.random())) ** 2).sum(0))
-        brain = radius < 1
-        image = (ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.5) * 4 + 100 + 25 * (radius < 0.5)) * brain
-        for array, path in [(image.astype(np.float32), folder / "imagesTr" / f"brain_{i:03d}_0000.nii.gz"),
-                            (brain.astype(np.uint8), folder / "labelsTr" / f"brain_{i:03d}.nii.gz")]:
-            itk = sitk.GetImageFromArray(array)
-            itk.SetSpacing((2.0, 2.0, 2.0))
-            sitk.WriteImage(itk, str(path))
-    (folder / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "T1"}, "labels": {"background": 0, "brain": 1}, "numTraining": 10,
-        "file_ending": ".nii.gz"}))
-
-
 def _plan_in_process(env):
     """nnU-Net's planning and 3d_fullres preprocessing through its Python API (one interpreter start fewer)."""
     saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA")}
@@ -149,7 +129,7 @@ def nnunet(tmp_path_factory):
     env.update(nnUNet_raw=str(root / "raw"), nnUNet_preprocessed=str(root / "preprocessed"),
                nnUNet_results=str(root / "results"), nnUNet_def_n_proc="2", nnUNet_compile="false",
                MPLBACKEND="Agg", PYTHONWARNINGS="ignore")
-    _write_dataset(root / "raw")
+    write_tiny_brain_dataset(root / "raw", DATASET, SHAPE, seed=3)
     _plan_in_process(env)
     from nnunet_anomaly.nnunet.planning import add_preset
     add_preset(root / "preprocessed" / DATASET / "nnUNetPlans.json", "3d_tiny")

@@ -122,3 +122,15 @@ def test_older_checkpoints_get_the_new_logger_keys():
     logger.load_checkpoint(old)
     log = logger.my_fantastic_logging
     assert np.isnan(log["val_ap_with_healthy"]).all() and log["val_healthy_fp"] == [{}, {}]
+
+
+def test_adamw_with_polynomial_decay(tmp_path):
+    import torch
+    from nnunet_anomaly.trainers import AnomalyTaskTrainer_demo
+
+    trainer = _bare(AnomalyTaskTrainer_demo, tmp_path)
+    trainer.network, trainer.initial_lr, trainer.num_epochs = torch.nn.Linear(2, 1), 3e-3, 10
+    optimizer, schedule = trainer.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.AdamW) and optimizer.param_groups[0]["weight_decay"] == 0.0
+    schedule.step(5)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(3e-3 * 0.5 ** 0.9)  # nnU-Net's poly decay

@@ -2,37 +2,14 @@
 import json
 import os
 
-import numpy as np
 import pytest
+from _helpers import write_tiny_brain_dataset
 
 pytestmark = pytest.mark.slow
 
 DATASET_ID = 991
 DATASET = "Dataset991_TinyBrain"
 SHAPE = (30, 36, 30)
-
-
-def _write_dataset(raw):
-    import SimpleITK as sitk
-    from scipy import ndimage
-    rng = np.random.default_rng(0)
-    folder = raw / DATASET
-    (folder / "imagesTr").mkdir(parents=True)
-    (folder / "labelsTr").mkdir()
-    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij"))
-    for i in range(10):
-        radius = np.sqrt(((grid / (0.8 + 0.15 * rng.random())) ** 2).sum(0))
-        brain = radius < 1
-        image = (ndimage.gaussian_filter(rng.standard_normal(SHAPE), 1.5) * 4 + 100 + 25 * (radius < 0.5)) * brain
-        for array, path in [(image.astype(np.float32), folder / "imagesTr" / f"brain_{i:03d}_0000.nii.gz"),
-                            (brain.astype(np.uint8), folder / "labelsTr" / f"brain_{i:03d}.nii.gz")]:
-            itk = sitk.GetImageFromArray(array)
-            itk.SetSpacing((2.0, 2.0, 2.0))
-            sitk.WriteImage(itk, str(path))
-    (folder / "dataset.json").write_text(json.dumps({
-        "channel_names": {"0": "T1"}, "labels": {"background": 0, "brain": 1}, "numTraining": 10,
-        "file_ending": ".nii.gz"}))
-    return folder
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +21,7 @@ def trained(tmp_path_factory):
     os.environ.update(env)
     os.environ.pop("nnUNet_n_proc_DA", None)  # 0 would crash nnU-Net's planning
     try:
-        raw_folder = _write_dataset(root / "raw")
+        raw_folder = write_tiny_brain_dataset(root / "raw", DATASET, SHAPE)
         from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
                                                                           preprocess)
         extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, clean=True,

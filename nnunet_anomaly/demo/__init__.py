@@ -7,20 +7,24 @@ demo's working folder (the user's own values are never read or changed):
 1. build ``Dataset990_MNIDemo`` (``dataset_conversion/Dataset990_MNIDemo.py``);
 2. ``nnUNetv2_plan_and_preprocess -d 990 -c 3d_fullres``, then the small ``3d_demo`` configuration
    (``python -m nnunet_anomaly.nnunet.planning add-config``);
-3. ``nnUNetv2_train 990 3d_demo FOLD -tr AnomalyTaskTrainer_demo`` for the five folds of T = 1;
-4. ``nnUNetv2_predict ... -f 0 1 2 3 4 --save_probabilities`` (the ensemble) and one prediction per
-   fold; the five tasks applied to the held-out healthy test images (:func:`build_synthetic_test_set`)
-   predicted by the ensemble; the real lesions, when cached (:func:`find_real_lesions`);
-5. ``nnunet_anomaly evaluate`` of the ensemble and of every fold, with baselines;
+3. ``nnUNetv2_train 990 3d_demo FOLD -tr AnomalyTaskTrainer_demo`` for the five folds of T = 1, all
+   at the same time on a CPU (``--jobs``), one core each;
+4. ``nnunet_anomaly predict ... -f 0 1 2 3 4`` (the documented ensemble: probabilities averaged) of the
+   test set, of the five tasks applied to the held-out healthy test images
+   (:func:`build_synthetic_test_set`) and of the real lesions when cached (:func:`find_real_lesions`);
+   ``nnUNetv2_predict -f FOLD`` of each fold alone on both test sets;
+5. ``nnunet_anomaly evaluate`` of the ensemble, with baselines;
 6. ``nnunet_anomaly show-tasks`` (the task montage) and a Markdown report with PNG figures
-   (:func:`write_report`).
+   (:func:`write_report`), whose first section says whether the models find the lesions, with the
+   numbers of :mod:`~.quality`.
 
 Every step writes a done-stamp last (atomically); a re-run skips finished steps and redoes an
 interrupted one from a clean folder, so Ctrl-C never leaves a half-written result behind.
 
 One module per concern: :mod:`~.settings` (what is trained), :mod:`~.runner` (the resumable step
 runner), :mod:`~.steps` (the steps and their commands), :mod:`~.synthetic` (the synthetic held-out
-set), :mod:`~.real_lesions`, :mod:`~.figures`, :mod:`~.report` and :mod:`~.cli` (the verb).
+set), :mod:`~.real_lesions`, :mod:`~.quality` (the numbers), :mod:`~.figures`, :mod:`~.report` and
+:mod:`~.cli` (the verb).
 
 Python use (the same as the command line)::
 

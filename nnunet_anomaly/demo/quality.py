@@ -87,14 +87,16 @@ def mean_of_folds(rows: Sequence[Mapping]) -> dict:
     return out
 
 
-def _ap(maps, cases, names) -> float:
-    from nnunet_anomaly.evaluation import average_precision
+def _ap(maps, cases, names, *, metric: str = "ap") -> float:
+    from nnunet_anomaly.evaluation import auroc, average_precision
 
     if not names:
         return float("nan")
     scores = np.concatenate([maps[c][cases[c]["brain"]] for c in names])
     truth = np.concatenate([cases[c]["truth"][cases[c]["brain"]] for c in names])
-    return float(average_precision(scores, truth)) if truth.any() else float("nan")
+    if not truth.any() or (metric == "auroc" and truth.all()):
+        return float("nan")
+    return float(average_precision(scores, truth) if metric == "ap" else auroc(scores, truth))
 
 
 def lesion_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mapping[str, dict]) -> dict:
@@ -129,11 +131,14 @@ def lesion_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mappin
 
 
 def synthetic_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mapping[str, dict]) -> dict:
-    """Per model: pixel AP over all synthetic cases (``pooled``) and per task (cases named ``{task}_{nnn}``)."""
+    """Per model: pixel AP over all synthetic cases (``pooled``) and per task (cases named ``{task}_{nnn}``),
+    and the pixel AUROC per task (``auroc``)."""
     tasks = sorted({case_kind(c) for c in cases})
     out = {}
     for name, maps in models.items():
         row = {"pooled": _ap(maps, cases, list(cases))}
         row.update({task: _ap(maps, cases, [c for c in cases if case_kind(c) == task]) for task in tasks})
+        row["auroc"] = {task: _ap(maps, cases, [c for c in cases if case_kind(c) == task], metric="auroc")
+                        for task in tasks}
         out[name] = row
     return out

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Callable
 
 from nnunet_anomaly._io import write_json
@@ -60,7 +61,7 @@ def _trainer_epochs(trainer: str) -> int | None:
 
 #: the inputs the demo predicts: the demo test set, the synthetic held-out set, the real lesions
 INPUTS = {"lesions": ("nnUNet_raw", DATASET_NAME, "imagesTs"), "synthetic": ("synthetic_test", "imagesTs"),
-          "real": ("real_lesions", "imagesTs")}
+          "real": ("real_lesions", "imagesTs"), "both": ("fold_inputs",)}
 
 
 def _predict_ensemble(name: str, inputs: str, step: str) -> Callable[[Workspace], None]:
@@ -72,12 +73,14 @@ def _predict_ensemble(name: str, inputs: str, step: str) -> Callable[[Workspace]
 
 
 def _predict_fold(fold: int) -> Callable[[Workspace], None]:
-    """One fold model alone on the test set and on the synthetic held-out set (nnU-Net's own prediction)."""
+    """One fold model alone on the test set and the synthetic held-out set together (nnU-Net's own prediction).
+
+    One command per fold (``fold_inputs/`` links both sets' images): each start of nnU-Net costs seconds.
+    """
     def action(ws: Workspace) -> None:
         env = ws.environment(single_threaded=True)  # the folds run at the same time, one core each
-        for inputs, name in (("lesions", f"fold_{fold}"), ("synthetic", f"synthetic_fold_{fold}")):
-            ws.command(f"predict_fold_{fold}", _predict_argv(ws, "nnUNetv2_predict", inputs,
-                                                             ws.workdir / "predictions" / name, (fold,)), env=env)
+        ws.command(f"predict_fold_{fold}", _predict_argv(ws, "nnUNetv2_predict", "both",
+                                                         ws.workdir / "predictions" / f"fold_{fold}", (fold,)), env=env)
     return action
 
 
@@ -91,16 +94,12 @@ def _predict_argv(ws: Workspace, tool: str, inputs: str, output, folds) -> list:
 
 
 def _evaluate(ws: Workspace) -> None:
-    s = ws.settings
     raw = ws.dataset_raw
     evaluate = [sys.executable, "-m", "nnunet_anomaly", "evaluate"]
     common = ["-g", raw / "labelsTs", "--images", raw / "imagesTs", "--test-set", "demo synthetic lesions",
               "--quiet"]
     ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "ensemble", "--names", "ensemble",
                             "-o", ws.workdir / "evaluation" / "ensemble", "--baselines", *common])
-    ws.command("evaluate", [*evaluate, "-p", *(ws.workdir / "predictions" / f"fold_{f}" for f in s.folds),
-                            "--names", *(f"fold_{f}" for f in s.folds),
-                            "-o", ws.workdir / "evaluation" / "folds", "--no-figures", *common])
     synthetic = ws.workdir / "synthetic_test"
     ws.command("evaluate", [*evaluate, "-p", ws.workdir / "predictions" / "synthetic_ensemble",
                             "--names", "ensemble", "-g", synthetic / "labelsTs", "--images", synthetic / "imagesTs",
@@ -147,15 +146,15 @@ def demo_steps(ws: Workspace) -> list[Step]:
                       (predictions / "ensemble",), (predictions / "ensemble",),
                       _predict_ensemble("ensemble", "lesions", "predict_ensemble")))
     steps.append(Step("synthetic_test", "apply the five synthetic tasks to the held-out healthy test images",
-                      (ws.workdir / "synthetic_test",), (ws.workdir / "synthetic_test" / "cases.json",), _synthetic_test))
+                      (ws.workdir / "synthetic_test", ws.workdir / "fold_inputs"),
+                      (ws.workdir / "synthetic_test" / "cases.json", ws.workdir / "fold_inputs"), _synthetic_test))
     steps.append(Step("predict_synthetic_ensemble", "predict the synthetic held-out set with the ensemble",
                       (predictions / "synthetic_ensemble",), (predictions / "synthetic_ensemble",),
                       _predict_ensemble("synthetic_ensemble", "synthetic", "predict_synthetic_ensemble")))
     for fold in s.folds:
         steps.append(Step(f"predict_fold_{fold}", f"predict the test set and the synthetic set with fold {fold}",
-                          (predictions / f"fold_{fold}", predictions / f"synthetic_fold_{fold}"),
-                          (predictions / f"fold_{fold}", predictions / f"synthetic_fold_{fold}"),
-                          _predict_fold(fold), group="predict_folds"))
+                          (predictions / f"fold_{fold}",), (predictions / f"fold_{fold}",), _predict_fold(fold),
+                          group="predict_folds"))
     if ws.real_lesion_sources:
         real = ws.workdir / "real_lesions"
         steps += [
@@ -170,9 +169,8 @@ def demo_steps(ws: Workspace) -> list[Step]:
         ]
     steps += [
         Step("evaluate", "evaluate (nnunet_anomaly evaluate)",
-             tuple(ws.workdir / "evaluation" / name for name in ("ensemble", "folds", "synthetic")),
+             tuple(ws.workdir / "evaluation" / name for name in ("ensemble", "synthetic")),
              (ws.workdir / "evaluation" / "ensemble" / "results.json",
-              ws.workdir / "evaluation" / "folds" / "results.json",
               ws.workdir / "evaluation" / "synthetic" / "results.json"), _evaluate),
         Step("show_tasks", "render the task montage (nnunet_anomaly show-tasks)", (ws.workdir / "task_montage",),
              (ws.workdir / "task_montage" / "tasks_3d.png",), _show_tasks),
@@ -190,6 +188,24 @@ def _synthetic_test(ws: Workspace) -> None:
         f"build_synthetic_test_set(\"$WORKDIR/nnUNet_raw/{DATASET_NAME}\", \"$WORKDIR/synthetic_test\", "
         f"cases_per_task={ws.settings.synthetic_cases_per_task})'")
     write_json(folder / "cases.json", records)
+    link_inputs(ws.workdir / "fold_inputs", [ws.dataset_raw / "imagesTs", folder / "imagesTs"])
+
+
+def link_inputs(target, sources) -> None:
+    """A folder of links to every image of `sources` (names must not clash): one nnU-Net input folder."""
+    import os
+    import shutil
+
+    target = Path(target)
+    target.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        for image in sorted(Path(source).iterdir()):
+            if (target / image.name).exists():
+                raise ValueError(f"{image.name} is in two of {', '.join(map(str, sources))}")
+            try:
+                os.symlink(image.absolute(), target / image.name)
+            except OSError:  # a file system without links: copy
+                shutil.copyfile(image, target / image.name)
 
 
 def _real_lesions(ws: Workspace) -> None:

@@ -1,0 +1,44 @@
+"""Helpers shared by several test modules (imported as ``_helpers``: pytest puts ``tests/`` on the path)."""
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def write_tiny_brain_dataset(raw, dataset: str, shape=(30, 36, 30), *, seed: int = 0) -> Path:
+    """Ten NIfTI 'brains' (textured ellipsoids, 2 mm) with brain-mask labels: ``raw/dataset``, nnU-Net layout."""
+    import SimpleITK as sitk
+    from scipy import ndimage
+
+    rng = np.random.default_rng(seed)
+    folder = Path(raw) / dataset
+    (folder / "imagesTr").mkdir(parents=True)
+    (folder / "labelsTr").mkdir()
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, n) for n in shape], indexing="ij"))
+    for i in range(10):
+        radius = np.sqrt(((grid / (0.8 + 0.15 * rng.random())) ** 2).sum(0))
+        brain = radius < 1
+        image = (ndimage.gaussian_filter(rng.standard_normal(shape), 1.5) * 4 + 100 + 25 * (radius < 0.5)) * brain
+        for array, path in [(image.astype(np.float32), folder / "imagesTr" / f"brain_{i:03d}_0000.nii.gz"),
+                            (brain.astype(np.uint8), folder / "labelsTr" / f"brain_{i:03d}.nii.gz")]:
+            itk = sitk.GetImageFromArray(array)
+            itk.SetSpacing((2.0, 2.0, 2.0))
+            sitk.WriteImage(itk, str(path))
+    (folder / "dataset.json").write_text(json.dumps({
+        "channel_names": {"0": "T1"}, "labels": {"background": 0, "brain": 1}, "numTraining": 10,
+        "file_ending": ".nii.gz"}))
+    return folder
+
+
+def source_copy(destination) -> Path:
+    """A copy of what ``pip install`` needs from this checkout (no caches), in `destination`."""
+    destination = Path(destination)
+    destination.mkdir()
+    for name in ("setup.py", "pyproject.toml", "README.md"):
+        shutil.copy2(REPO / name, destination / name)
+    for folder in ("nnunet_anomaly", "trainers", "dataset_conversion"):
+        shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return destination
