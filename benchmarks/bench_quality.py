@@ -78,6 +78,10 @@ def _environment(workdir: Path, code: Path | None, **extra) -> dict:
                PYTHONUNBUFFERED="1")
     if code is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(code), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        # the checkout's own trainer folder: older checkouts are not found through this one's start-up hook
+        plugin = code / "nnunet_anomaly" / "plugin" / "ext_trainers"
+        if plugin.is_dir():
+            env["nnUNet_extTrainer"] = os.pathsep.join(filter(None, [env.get("nnUNet_extTrainer"), str(plugin)]))
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
