@@ -14,8 +14,10 @@ One run, in a working folder:
    brain per lesion type (alone and with the healthy cases), the scores that 1 % / 0.1 % of healthy
    brain voxels exceed, healthy vs lesion case scores, pooled AP on the synthetic set, for each fold,
    the mean of the folds, and these ensembles: the probability mean with equal weights, weighted by
-   the folds' validation AP (power 1, 2 and 4; power 2 is what ``nnunet_anomaly predict`` does), and
-   the logit mean (what ``nnUNetv2_predict -f 0 1 2 3 4`` does); and the intensity baseline.
+   the folds' validation AP (power 1, 2 and 4; power 2 is ``nnunet_anomaly predict --fold-weights validation``), and
+   the logit mean (what ``nnUNetv2_predict -f 0 1 2 3 4`` does); and the intensity baseline;
+5. the evidence that chooses the ensemble (synthetic data only): each task scored as an unseen anomaly by
+   the folds that did not train on it, combined in each of those ways.
 
 Training and prediction can run another checkout's code (``--code-path``, e.g. a ``git worktree`` of an
 older commit): its package is put first on the tools' ``PYTHONPATH`` (with its top-level ``trainers/``
@@ -31,8 +33,12 @@ Commands (from the repository root; CPU scale, about 10 minutes on 2 cores)::
 
 GPU scale (a longer trainer; the device is the GPU)::
 
-    .venv/bin/python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda \\
+    .venv/bin/python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda --jobs 5 \\
         --trainer AnomalyTaskTrainer_demoLong --label "GPU, 25k iterations per fold"
+    BENCH_TRAIN_SECONDS=240 python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda --jobs 5 \\
+        --trainer Bench_TimeBudget --label "GPU, 4 minutes per fold"   # a lease of minutes
+
+The README rows' trainer variants (``Bench_*``) live in ``benchmarks/trainer_variants/``.
 
 The working folder keeps everything: a re-run with the same folder reuses the data, trained folds and
 predictions (delete ``results/`` or ``predictions/`` to redo them).
@@ -82,6 +88,8 @@ def _environment(workdir: Path, code: Path | None, **extra) -> dict:
         plugin = code / "nnunet_anomaly" / "plugin" / "ext_trainers"
         if plugin.is_dir():
             env["nnUNet_extTrainer"] = os.pathsep.join(filter(None, [env.get("nnUNet_extTrainer"), str(plugin)]))
+    variants = str(Path(__file__).resolve().parent / "trainer_variants")  # the README rows' trainers
+    env["nnUNet_extTrainer"] = os.pathsep.join(filter(None, [env.get("nnUNet_extTrainer"), variants]))
     env.update({k: str(v) for k, v in extra.items()})
     return env
 
@@ -134,8 +142,9 @@ def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code:
     logs = workdir / "logs"
     raw = workdir / "raw" / DATASET
     model = workdir / "results" / DATASET / f"{trainer}__nnUNetPlans__{CONFIGURATION}"
-    train_env = _environment(workdir, code, nnunet_anomaly_pool=raw / "external_pool",
-                             **({"nnUNet_n_proc_DA": 0} if device == "cpu" else {}))
+    # on a CPU the data loads in the training process; on a GPU the cores are shared among the folds' workers
+    workers = 0 if device == "cpu" else max(1, (os.cpu_count() or 2) // jobs - 1)
+    train_env = _environment(workdir, code, nnunet_anomaly_pool=raw / "external_pool", nnUNet_n_proc_DA=workers)
 
     def train(fold):
         if (model / f"fold_{fold}" / "checkpoint_final.pth").is_file():
@@ -189,6 +198,33 @@ def _combine(fold_maps, weights, rule):
     return out
 
 
+def unseen_task_quality(fold_maps, cases, summaries) -> dict:
+    """Each synthetic task scored as an unseen anomaly: only the folds that did not train on it, combined.
+
+    The weights come from each fold's validation AP on its *other* held-out tasks, so no weight has seen
+    the task it is scored on. Returns ``{combiner: {task: AP, ..., "mean": mean over tasks}}``."""
+    from nnunet_anomaly.demo import quality
+
+    tasks = sorted({quality.case_kind(c) for c in cases})
+    combiners = {f"probability mean, validation AP^{p}" if p else "probability mean, equal weights": (p, "probability")
+                 for p in (0,) + POWERS}
+    combiners["logit mean (nnUNetv2_predict -f)"] = (0, "logit")
+    out = {}
+    for name, (power, rule) in combiners.items():
+        row = {}
+        for task in tasks:
+            use = [i for i, f in enumerate(FOLDS) if task not in (summaries[f].get("train_tasks") or [])]
+            other_ap = [np.nanmean([v["ap"] for t, v in summaries[FOLDS[i]]["per_task"].items()
+                                    if t != task and v.get("ap") is not None]) for i in use]
+            subset = {c: cases[c] for c in cases if quality.case_kind(c) == task}
+            maps = _combine([{c: fold_maps[i][c] for c in subset} for i in use],
+                            np.maximum(other_ap, 1e-6) ** power, rule)
+            row[task] = quality.synthetic_quality({name: maps}, subset)[name][task]
+        row["mean"] = float(np.mean([row[t] for t in tasks]))
+        out[name] = row
+    return out
+
+
 def score(workdir: Path, model: Path) -> dict:
     from nnunet_anomaly.demo import quality
 
@@ -223,7 +259,8 @@ def score(workdir: Path, model: Path) -> dict:
                                          "healthy": summaries[f].get("healthy"),
                                          "per_task_ap": {t: v.get("ap") for t, v in summaries[f].get("per_task", {}).items()}}
                            for f in FOLDS},
-            "lesions": lesions, "synthetic": tasks}
+            "lesions": lesions, "synthetic": tasks,
+            "unseen_tasks": unseen_task_quality(fold_synthetic, synthetic, summaries)}
 
 
 def markdown(results: dict) -> str:
@@ -243,11 +280,26 @@ def markdown(results: dict) -> str:
         lines.append(f"| {name} | {', '.join(row['train_tasks'] or [])} | {f(row['pooled_ap'])} | "
                      f"{f(row['pooled_ap_with_healthy'])} | {f((row['healthy'] or {}).get('score_exceeded_by_1%'))} | "
                      + ", ".join(f"{t} {f(v)}" for t, v in row["per_task_ap"].items()) + " |")
+    unseen = results["scores"]["unseen_tasks"]
+    tasks = [t for t in next(iter(unseen.values())) if t != "mean"]
+    lines += ["", "Each synthetic task as an unseen anomaly (the folds that did not train on it, combined):", "",
+              "| ensemble | " + " | ".join(tasks) + " | mean |", "|---|" + "---:|" * (len(tasks) + 1)]
+    for name, row in unseen.items():
+        lines.append(f"| {name} | " + " | ".join(f(row[t]) for t in tasks) + f" | {f(row['mean'])} |")
     t = results["timing"]
     lines += ["", f"Training: {t['train_wall_s']:.0f} s wall, {t['train_cpu_s']:.0f} CPU-s for {len(FOLDS)} folds "
                   f"({results['jobs']} at a time); prediction: {t['predict_wall_s']:.0f} s wall, "
                   f"{t['predict_cpu_s']:.0f} CPU-s."]
     return "\n".join(lines)
+
+
+def rescore(workdir: Path) -> dict:
+    """Recompute the scores of a finished run (``bench_quality.json``) from its folds and predictions."""
+    results = json.loads((workdir / "bench_quality.json").read_text())
+    model = workdir / "results" / DATASET / f"{results['trainer']}__nnUNetPlans__{CONFIGURATION}"
+    results["scores"] = score(workdir, model)
+    (workdir / "bench_quality.json").write_text(json.dumps(results, indent=1, default=float))
+    return results
 
 
 def main(argv=None) -> int:
@@ -258,7 +310,11 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="folds trained at once (default: all on CPU, 1 on GPU)")
     parser.add_argument("--code-path", type=Path, default=None, help="another checkout whose code trains and predicts")
     parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--rescore", action="store_true", help="only recompute the scores of a finished --workdir")
     args = parser.parse_args(argv)
+    if args.rescore:
+        print(markdown(rescore(args.workdir.absolute())))
+        return 0
     jobs = args.jobs or (len(FOLDS) if args.device == "cpu" else 1)
     workdir = args.workdir.absolute()
     code = _overlay(args.code_path.absolute()) if args.code_path else None
