@@ -1,5 +1,7 @@
 """Helpers shared by several test modules (imported as ``_helpers``: pytest puts ``tests/`` on the path)."""
+import contextlib
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -42,3 +44,29 @@ def source_copy(destination) -> Path:
     for folder in ("nnunet_anomaly", "trainers", "dataset_conversion"):
         shutil.copytree(REPO / folder, destination / folder, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     return destination
+
+
+@contextlib.contextmanager
+def nnunet_environment(env: dict):
+    """`env` set in ``os.environ`` for the block, ``nnUNet_n_proc_DA`` unset (0 would crash nnU-Net's planning);
+    every variable touched, ``nnUNet_extTrainer`` included, is restored afterwards."""
+    saved = {k: os.environ.get(k) for k in [*env, "nnUNet_n_proc_DA", "nnUNet_extTrainer"]}
+    os.environ.update(env)
+    os.environ.pop("nnUNet_n_proc_DA", None)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def plan_and_preprocess_3d_fullres(dataset_id: int) -> None:
+    """nnU-Net's planning and 3d_fullres preprocessing through its Python API (one interpreter start fewer)."""
+    from nnunetv2.experiment_planning.plan_and_preprocess_api import extract_fingerprints, plan_experiments, preprocess
+    extract_fingerprints([dataset_id], num_processes=1, check_dataset_integrity=False, clean=True, verbose=False,
+                         show_progress_bar=False)
+    plan_experiments([dataset_id])
+    preprocess([dataset_id], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)

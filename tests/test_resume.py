@@ -24,7 +24,7 @@ import pytest
 
 from nnunet_anomaly._io import TEMP_DIR_NAME
 
-from _helpers import write_tiny_brain_dataset
+from _helpers import nnunet_environment, plan_and_preprocess_3d_fullres, write_tiny_brain_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -102,23 +102,8 @@ class AnomalyTaskTrainer_killable(AnomalyTaskTrainer_ci):
 
 
 def _plan_in_process(env):
-    """nnU-Net's planning and 3d_fullres preprocessing through its Python API (one interpreter start fewer)."""
-    saved = {k: os.environ.get(k) for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results", "nnUNet_n_proc_DA")}
-    os.environ.update({k: env[k] for k in saved if k in env})
-    os.environ.pop("nnUNet_n_proc_DA", None)  # 0 would crash nnU-Net's planning
-    try:
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                          preprocess)
-        extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, clean=True, verbose=False,
-                             show_progress_bar=False)
-        plan_experiments([DATASET_ID])
-        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with nnunet_environment({k: env[k] for k in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results") if k in env}):
+        plan_and_preprocess_3d_fullres(DATASET_ID)
 
 
 @pytest.fixture(scope="module")

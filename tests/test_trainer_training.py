@@ -3,7 +3,7 @@ import json
 import os
 
 import pytest
-from _helpers import write_tiny_brain_dataset
+from _helpers import nnunet_environment, plan_and_preprocess_3d_fullres, write_tiny_brain_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -17,17 +17,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("nnunet")
     env = {"nnUNet_raw": str(root / "raw"), "nnUNet_preprocessed": str(root / "preprocessed"),
            "nnUNet_results": str(root / "results"), "nnUNet_def_n_proc": "2"}
-    saved = {k: os.environ.get(k) for k in [*env, "nnUNet_n_proc_DA", "nnUNet_extTrainer"]}
-    os.environ.update(env)
-    os.environ.pop("nnUNet_n_proc_DA", None)  # 0 would crash nnU-Net's planning
-    try:
+    with nnunet_environment(env):
         raw_folder = write_tiny_brain_dataset(root / "raw", DATASET, SHAPE)
-        from nnunetv2.experiment_planning.plan_and_preprocess_api import (extract_fingerprints, plan_experiments,
-                                                                          preprocess)
-        extract_fingerprints([DATASET_ID], num_processes=1, check_dataset_integrity=False, clean=True,
-                             verbose=False, show_progress_bar=False)
-        plan_experiments([DATASET_ID])
-        preprocess([DATASET_ID], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
+        plan_and_preprocess_3d_fullres(DATASET_ID)
         from nnunet_anomaly.nnunet.planning import add_preset, plans_file_of
         add_preset(plans_file_of(DATASET_ID), "3d_tiny")
 
@@ -43,12 +35,6 @@ def trained(tmp_path_factory):
         trainer.run_training()
         trainer.perform_actual_validation(False)
         yield root, raw_folder, trainer
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def test_training_writes_checkpoints_progress_and_summary(trained):
