@@ -33,9 +33,9 @@ Commands (from the repository root; CPU scale, about 10 minutes on 2 cores)::
 
 GPU scale (a longer trainer; the device is the GPU)::
 
-    .venv/bin/python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda --jobs 5 \\
+    .venv/bin/python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda \\
         --trainer AnomalyTaskTrainer_demoLong --label "GPU, 25k iterations per fold"
-    BENCH_TRAIN_SECONDS=240 python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda --jobs 5 \\
+    BENCH_TRAIN_SECONDS=240 python benchmarks/bench_quality.py --workdir /tmp/quality_gpu --device cuda \\
         --trainer Bench_TimeBudget --label "GPU, 4 minutes per fold"   # a lease of minutes
 
 The README rows' trainer variants (``Bench_*``) live in ``benchmarks/trainer_variants/``.
@@ -56,6 +56,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from nnunet_anomaly._io import write_json
 
 DATASET = "Dataset990_MNIDemo"
 CONFIGURATION = "3d_demo"
@@ -134,7 +136,7 @@ def prepare_data(workdir: Path) -> None:
               "3d_fullres"], env, logs / "add_config.log")
     if not (workdir / "synthetic" / "cases.json").is_file():
         records = build_synthetic_test_set(raw, workdir / "synthetic", cases_per_task=4)
-        (workdir / "synthetic" / "cases.json").write_text(json.dumps(records))
+        write_json(workdir / "synthetic" / "cases.json", records)
 
 
 def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code: Path | None) -> dict:
@@ -293,12 +295,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _save(workdir: Path, results: dict) -> None:
+    write_json(workdir / "bench_quality.json", json.loads(json.dumps(results, default=float)), indent=1)
+
+
 def rescore(workdir: Path) -> dict:
     """Recompute the scores of a finished run (``bench_quality.json``) from its folds and predictions."""
     results = json.loads((workdir / "bench_quality.json").read_text())
     model = workdir / "results" / DATASET / f"{results['trainer']}__nnUNetPlans__{CONFIGURATION}"
     results["scores"] = score(workdir, model)
-    (workdir / "bench_quality.json").write_text(json.dumps(results, indent=1, default=float))
+    _save(workdir, results)
     return results
 
 
@@ -307,7 +313,7 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", required=True, type=Path)
     parser.add_argument("--trainer", default="AnomalyTaskTrainer_demo")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    parser.add_argument("--jobs", type=int, default=None, help="folds trained at once (default: all on CPU, 1 on GPU)")
+    parser.add_argument("--jobs", type=int, default=None, help="folds trained (and predicted) at once (default: all)")
     parser.add_argument("--code-path", type=Path, default=None, help="another checkout whose code trains and predicts")
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--rescore", action="store_true", help="only recompute the scores of a finished --workdir")
@@ -315,7 +321,7 @@ def main(argv=None) -> int:
     if args.rescore:
         print(markdown(rescore(args.workdir.absolute())))
         return 0
-    jobs = args.jobs or (len(FOLDS) if args.device == "cpu" else 1)
+    jobs = args.jobs or len(FOLDS)
     workdir = args.workdir.absolute()
     code = _overlay(args.code_path.absolute()) if args.code_path else None
     print(f"bench_quality: {args.label}: {args.trainer} on {args.device}, {jobs} job(s), in {workdir}", flush=True)
@@ -325,7 +331,7 @@ def main(argv=None) -> int:
                "code_path": str(args.code_path) if args.code_path else None,
                "timing": {k: v for k, v in timing.items() if k != "model"},
                "scores": score(workdir, timing["model"])}
-    (workdir / "bench_quality.json").write_text(json.dumps(results, indent=1, default=float))
+    _save(workdir, results)
     print(markdown(results))
     return 0
 

@@ -60,3 +60,8 @@ class Bench_TimeBudget(AnomalyTaskTrainer_demo):
         self.print_to_log_file(f"Time budget spent after {self.current_epoch} epochs "
                                f"({self.current_epoch * self.num_iterations_per_epoch} iterations)")
         return True
+
+
+class Bench_seed1(AnomalyTaskTrainer_demo):
+    """Today's demo trainer with another training seed: how much one run's numbers vary."""
+    training_seed = 1
