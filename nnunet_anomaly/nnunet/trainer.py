@@ -654,8 +654,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                 self.on_validation_epoch_end(val_outputs)
             self.on_epoch_end()
             if self.should_stop_early():
-                self.print_to_log_file(f"Early stopping: no improvement of the EMA validation {self._selection_name()} "
-                                       f"for {self.early_stopping_patience_steps} steps")
+                if self.early_stopping_patience_steps is not None:  # else a subclass's own reason, logged by it
+                    self.print_to_log_file(f"Early stopping: no improvement of the EMA validation "
+                                           f"{self._selection_name()} for {self.early_stopping_patience_steps} steps")
                 break
         self.on_train_end()
 
