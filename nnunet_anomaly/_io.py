@@ -161,7 +161,7 @@ def _gunzip_length(path: Path, *, keep_prefix: int = 0) -> tuple[int, bytes]:
     raise _incomplete(path, f"the gzip stream ends after {size} uncompressed bytes, before its end marker")
 
 
-def _nifti_data_end(header: bytes, path: Path) -> int | None:
+def _nifti_data_end(header: bytes) -> int | None:
     """Offset of the last data byte + 1 that a NIfTI-1/2 header announces (None if not NIfTI)."""
     import struct
 
@@ -233,14 +233,14 @@ def check_complete(path: str | os.PathLike) -> Path:
         if name.endswith((".nii.gz", ".nii")):
             if size < 348:
                 raise _incomplete(path, f"{size} bytes, shorter than a NIfTI header (348)")
-            end = _nifti_data_end(prefix, path)
+            end = _nifti_data_end(prefix)
             if end is not None and size < end:
                 raise _incomplete(path, f"the header announces {end} bytes of NIfTI data, the stream holds {size}")
         return path
     if name.endswith(".nii"):
         if len(head) < 348:
             raise _incomplete(path, f"{len(head)} bytes, shorter than a NIfTI header (348)")
-        end = _nifti_data_end(head, path)
+        end = _nifti_data_end(head)
         size = path.stat().st_size
         if end is not None and size < end:
             raise _incomplete(path, f"the header announces {end} bytes, the file has {size}")
@@ -251,11 +251,27 @@ def check_complete(path: str | os.PathLike) -> Path:
     elif name.endswith(".png"):
         _check_png(path)
     elif name.endswith(".json"):
-        try:
-            json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise _incomplete(path, f"not valid JSON: {error}") from None
+        read_json(path)
     return path
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Parse a JSON file; a file cut short (or otherwise not JSON) is one error line naming it.
+
+    Raises
+    ------
+    FileNotFoundError
+        If `path` is not a file.
+    IncompleteFileError (a ValueError)
+        If it does not parse.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing file: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _incomplete(path, f"not valid JSON: {error}") from None
 
 
 def _check_npy(path: Path) -> None:
@@ -351,13 +367,14 @@ def read_array(path: str | os.PathLike, *, npz_key: str | None = "probabilities"
     """
     import numpy as np
 
-    path = check_complete(path)
+    path = Path(path)
     name = path.name.lower()
-    try:
-        if name.endswith(_SITK_ENDINGS):
-            import SimpleITK as sitk
+    if name.endswith(_SITK_ENDINGS):  # read_image checks the file and names it in its errors
+        import SimpleITK as sitk
 
-            return sitk.GetArrayFromImage(read_image(path))
+        return sitk.GetArrayFromImage(read_image(path))
+    path = check_complete(path)
+    try:
         if name.endswith(".png"):
             from PIL import Image
 

@@ -16,7 +16,6 @@ thresholds**, an approximation (the ensemble's false-positive rate on new health
 """
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,10 +79,9 @@ def _available_rates(healthy: dict) -> list[str]:
 
 
 def _read_summary(path: Path) -> dict:
-    from nnunet_anomaly._io import check_complete
+    from nnunet_anomaly._io import read_json
 
-    check_complete(path)
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_json(path)
 
 
 def _fold_folders(model_dir: Path, folds: Sequence | None) -> list[Path]:

@@ -850,9 +850,9 @@ def check_conversion_options(folder, script: str, options: Mapping[str, Any], *,
     record = folder / OPTIONS_FILE
     wanted = {"script": script, "options": json.loads(json.dumps(dict(options), default=str))}
     if record.is_file() and not overwrite:
-        from nnunet_anomaly._io import check_complete
+        from nnunet_anomaly._io import read_json
 
-        previous = json.loads(check_complete(record).read_text(encoding="utf-8"))
+        previous = read_json(record)
         if previous != wanted:
             old, new = previous.get("options", {}), wanted["options"]
             changed = [f"{key}: {old.get(key)!r} -> {new.get(key)!r}" for key in sorted(set(old) | set(new))

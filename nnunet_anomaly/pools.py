@@ -191,14 +191,12 @@ class FolderPool:
 
 def _pool_normalisation(folder: Path) -> str:
     """The ``normalise`` entry of ``folder/pool.json`` ('default' when there is none)."""
-    import json
-
-    from nnunet_anomaly._io import check_complete
+    from nnunet_anomaly._io import read_json
 
     record = folder / "pool.json"
     if not record.is_file():
         return "default"
-    value = json.loads(check_complete(record).read_text(encoding="utf-8")).get("normalise", "default")
+    value = read_json(record).get("normalise", "default")
     if value not in ("default", "none"):
         raise ValueError(f"{record}: 'normalise' must be 'default' or 'none'; got {value!r}")
     return value

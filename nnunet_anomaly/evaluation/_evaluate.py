@@ -8,7 +8,6 @@ the test set, sorted and compressed (2 bytes per float32 voxel, see `SortedScore
 """
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Sequence
@@ -320,12 +319,9 @@ def _resolve_canvas(canvas, setting: str, ground_truth: Path, cases: Sequence[st
             missing = [case for case in cases if not (folder / f"{case}.json").is_file()]
             raise FileNotFoundError(f"canvas 'paper' needs the crop information that brain conversion writes: "
                                     f"{len(missing)} cases have no {folder}/<case>.json (e.g. {', '.join(missing[:3])})")
-        from nnunet_anomaly._io import check_complete
+        from nnunet_anomaly._io import read_json
 
-        shapes = {}
-        for case in cases:
-            path = check_complete(folder / f"{case}.json")
-            shapes[case] = paper_canvas(json.loads(path.read_text(encoding="utf-8")))
+        shapes = {case: paper_canvas(read_json(folder / f"{case}.json")) for case in cases}
         distinct = sorted({shape for shape in shapes.values()})
         return shapes, {"kind": "paper", "shape": list(distinct[0]) if len(distinct) == 1 else [list(d) for d in distinct],
                         "field_of_view_mm": list(PAPER_CANVAS_MM), "crop_info": str(folder)}
