@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_anomaly._io import write_json
+from nnunet_anomaly.nnunet.crossval import fold_validation_ap
 
 DATASET = "Dataset990_MNIDemo"
 CONFIGURATION = "3d_demo"
@@ -179,14 +180,6 @@ def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code:
 
 
 # ------------------------------------------------------------------------------------------ the scores
-def _validation_ap(summary: dict) -> float:
-    for key in ("pooled_with_healthy", "pooled"):
-        value = (summary.get(key) or {}).get("ap")
-        if value is not None:
-            return float(value)
-    return float("nan")
-
-
 def _combine(fold_maps, weights, rule):
     weights = np.asarray(weights, float) / np.sum(weights)
     out = {}
@@ -234,7 +227,8 @@ def score(workdir: Path, model: Path) -> dict:
     test = quality.load_test_set(raw / "imagesTs", raw / "labelsTs", raw / "brainmasksTs")
     synthetic = quality.load_test_set(workdir / "synthetic" / "imagesTs", workdir / "synthetic" / "labelsTs")
     summaries = {f: json.loads((model / f"fold_{f}" / "validation" / "summary.json").read_text()) for f in FOLDS}
-    validation = [_validation_ap(summaries[f]) for f in FOLDS]
+    validation = [fold_validation_ap(summaries[f]) for f in FOLDS]
+    validation = [float("nan") if v is None else v for v in validation]
     fold_maps = [quality.load_maps(workdir / "predictions" / f"fold_{f}", test) for f in FOLDS]
     fold_synthetic = [quality.load_maps(workdir / "predictions" / f"synthetic_fold_{f}", synthetic) for f in FOLDS]
     variants = {"probability mean, equal weights": (np.ones(len(FOLDS)), "probability")}

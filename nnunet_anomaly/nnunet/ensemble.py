@@ -4,16 +4,16 @@ nnU-Net's ``nnUNetv2_predict -f 0 1 2 3 4`` averages the folds' *logits* and app
 For task-fold models that is the wrong average: a fold that has never seen an anomaly's kind is
 confidently negative there, and in logit space its large negative value vetoes the fold that found
 it. Averaging *probabilities* (the reference averages its models' outputs) keeps a detection that
-one fold makes. Measured on the demo (``benchmarks/README.md``, section "Model quality"): the logit
-mean scored below the mean of its own folds, the probability mean above.
+one fold makes.
 
 The folds are not equally good, and each fold's validation AP (on its held-out tasks, with the
 healthy voxels as negatives) says how well it generalises; :func:`validation_weights` can weigh the
 folds by it. Equal weights are the default because that is what the synthetic evidence supports:
 scored on each task as an *unseen* one (the ensemble of the folds that did not train on it, weights
-from their other validation tasks), equal weights gave a mean AP of 0.221, weights proportional to
-the validation AP 0.189, to its square 0.161 (demo, five folds of 1,200 iterations). On the demo's
-lesions, which no synthetic data tunes, the weighted means scored higher; we do not choose on them.
+from their other validation tasks), equal weights gave a mean AP of 0.277, weights proportional to
+the validation AP 0.264, to its square 0.245, the logit mean 0.257 (demo, five folds of 1,200
+iterations; 0.437, 0.427, 0.415 and 0.408 for folds trained about 7x longer on a GPU). The numbers,
+and the demo's lesions, which choose nothing, are in ``benchmarks/README.md`` ("Model quality").
 :class:`ProbabilityEnsemblePredictor` is nnU-Net's predictor with the one change of averaging
 probabilities, so it reads, preprocesses, resamples and writes exactly like ``nnUNetv2_predict``.
 """
@@ -27,21 +27,14 @@ import numpy as np
 import torch
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+from nnunet_anomaly.nnunet.crossval import fold_validation_ap
+
 __all__ = ["FOLD_WEIGHTINGS", "validation_weights", "ProbabilityEnsemblePredictor"]
 
 #: how fold models are weighted: "uniform" (the default) or "validation" (their synthetic validation AP)
 FOLD_WEIGHTINGS = ("uniform", "validation")
 #: the validation AP of a fold is raised to this power: folds that generalise better count clearly more
 VALIDATION_WEIGHT_POWER = 2
-
-
-def _validation_ap(summary: dict) -> float | None:
-    """A fold's pooled synthetic validation AP, with the healthy negatives when they were scored."""
-    for key in ("pooled_with_healthy", "pooled"):
-        value = (summary.get(key) or {}).get("ap")
-        if value is not None and np.isfinite(value):
-            return float(value)
-    return None
 
 
 def validation_weights(model_folder, folds: Sequence, *, weighting: str = "uniform") -> dict:
@@ -80,7 +73,7 @@ def validation_weights(model_folder, folds: Sequence, *, weighting: str = "unifo
         path = os.path.join(os.fspath(model_folder), f"fold_{fold}", "validation", "summary.json")
         try:
             with open(path) as handle:
-                scores.append(_validation_ap(json.load(handle)))
+                scores.append(fold_validation_ap(json.load(handle)))
         except (OSError, ValueError):
             scores.append(None)
     note = ""
