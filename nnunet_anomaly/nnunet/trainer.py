@@ -231,9 +231,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             self.weight_decay = 0.0
         if self.cpu_threads is not None and self.device.type == 'cpu':
             torch.set_num_threads(int(self.cpu_threads))
-        seed = int(np.random.SeedSequence([int(self.training_seed), int(fold)]).generate_state(1)[0])
-        np.random.seed(seed)
-        torch.manual_seed(seed)
+        self._seed_global_generators()
         self._bfloat16 = bool(self.cpu_bfloat16) and self.device.type == 'cpu' and _cpu_has_bfloat16()
         self._global_step = 0
         #: tasks dropped for want of an external pool: {"train": [...], "validation": [...]} (empty: none)
@@ -250,10 +248,17 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             self.print_to_log_file(f"WARNING: {problem}; this trainer relies on nnU-Net internals",
                                    also_print_to_console=True)
 
-    def _seed_entropy(self, base: int) -> list:
-        """Seed entropy of a random stream: the base seed and the fold, plus the start epoch of a resumed run
+    def _stream_seed(self, base: int) -> int:
+        """The seed of a random stream from the base seed and the fold, plus the start epoch of a resumed run
         (so a resumed run draws new samples instead of replaying those of epoch 0)."""
-        return [int(base), int(self.fold)] + ([int(self.current_epoch)] if self.current_epoch else [])
+        entropy = [int(base), int(self.fold)] + ([int(self.current_epoch)] if self.current_epoch else [])
+        return int(np.random.SeedSequence(entropy).generate_state(1)[0])
+
+    def _seed_global_generators(self) -> None:
+        """numpy's and torch's global generators (network initialisation, nnU-Net's own sampling)."""
+        seed = self._stream_seed(self.training_seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
 
     # ------------------------------------------------------------------------------------------ data
     def do_split(self):
@@ -353,8 +358,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         else:
             transforms = [MirrorTransform(allowed_axes=mirror_axes)] if mirror_axes else []
         transforms.append(SyntheticAnomalyTransform(
-            self.train_task_names, seed=int(np.random.SeedSequence(self._seed_entropy(self.anomaly_seed))
-                                            .generate_state(1)[0]),
+            self.train_task_names, seed=self._stream_seed(self.anomaly_seed),
             intra_pool=train_pool, inter_pool=inter_pool, options=self._task_options(),
             p_anomaly=self.anomaly_probability))
         if deep_supervision_scales is not None:
@@ -460,14 +464,13 @@ class AnomalyTaskTrainer(nnUNetTrainer):
 
     # ------------------------------------------------------------------------------------ optimisation
     def configure_optimizers(self):
+        if not self.paper_schedule and self.adamw_learning_rate is None:
+            return super().configure_optimizers()
+        optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=0.0)
         if self.paper_schedule:
-            optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=0.0)
             return optimizer, WarmupExponentialFloorLR(optimizer, peak_lr=self.initial_lr)
-        if self.adamw_learning_rate is not None:
-            from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
-            optimizer = torch.optim.AdamW(self.network.parameters(), lr=self.initial_lr, weight_decay=0.0)
-            return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
-        return super().configure_optimizers()
+        from nnunetv2.training.lr_scheduler.polylr import PolyLRScheduler
+        return optimizer, PolyLRScheduler(optimizer, self.initial_lr, self.num_epochs)
 
     def on_train_epoch_start(self):
         if not self.paper_schedule:
@@ -610,9 +613,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
 
     def on_train_start(self):
         if self.current_epoch > 0:  # resumed: fresh random streams rather than a replay of epoch 0's
-            seed = int(np.random.SeedSequence(self._seed_entropy(self.training_seed)).generate_state(1)[0])
-            np.random.seed(seed)
-            torch.manual_seed(seed)
+            self._seed_global_generators()
         super().on_train_start()
 
     def _selection_name(self) -> str:
