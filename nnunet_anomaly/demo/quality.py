@@ -61,12 +61,9 @@ def load_maps(folder, cases: Mapping[str, dict]) -> dict[str, np.ndarray]:
 
 def intensity_maps(cases: Mapping[str, dict]) -> dict[str, np.ndarray]:
     """The threshold-the-image baseline: each image min-max scaled to [0, 1] (as ``evaluate --baselines``)."""
-    out = {}
-    for case, data in cases.items():
-        image = data["image"].astype(np.float32)
-        low, high = float(image.min()), float(image.max())
-        out[case] = (image - low) / (high - low) if high > low else np.zeros_like(image)
-    return out
+    from nnunet_anomaly.evaluation import intensity_baseline
+
+    return {case: intensity_baseline(data["image"].astype(np.float32)) for case, data in cases.items()}
 
 
 def mean_of_folds(rows: Sequence[Mapping]) -> dict:

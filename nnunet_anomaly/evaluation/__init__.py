@@ -18,7 +18,8 @@ evaluate_folder, evaluate_arrays
 format_table
     The paper-style table from one or more results (one per test set).
 """
-from ._evaluate import PAPER_CANVAS_MM, PRECISIONS, SETTINGS, evaluate_arrays, evaluate_folder, paper_canvas
+from ._evaluate import (PAPER_CANVAS_MM, PRECISIONS, SETTINGS, evaluate_arrays, evaluate_folder, intensity_baseline,
+                        paper_canvas)
 from ._exact import SortedScores
 from ._histogram import (
     ScoreHistogram,
@@ -53,6 +54,7 @@ __all__ = [
     "evaluate_folder",
     "find_cases",
     "format_table",
+    "intensity_baseline",
     "load_ground_truth",
     "load_image",
     "load_prediction",

@@ -555,7 +555,7 @@ def evaluate_folder(
         if baselines:
             case_rng = np.random.default_rng([seed, case_index])
             maps[RANDOM_BASELINE] = case_rng.random(truth.shape, dtype=np.float32)
-            maps[INTENSITY_BASELINE] = _intensity_scores(image)
+            maps[INTENSITY_BASELINE] = intensity_baseline(image)
         for accumulator in accumulators:
             accumulator.update(case, maps[accumulator.name], truth, labels_of_slices, fg)
         if case in figure_cases:
@@ -645,8 +645,14 @@ def _default_test_set_name(ground_truth: Path) -> str:
     return folder.name
 
 
-def _intensity_scores(image: np.ndarray) -> np.ndarray:
-    """Threshold-the-image baseline: the image's intensity, min-max scaled to [0, 1] per case."""
+def intensity_baseline(image: np.ndarray) -> np.ndarray:
+    """Threshold-the-image baseline: the image's intensity, min-max scaled to [0, 1] per case (float32).
+
+    Examples
+    --------
+    >>> intensity_baseline(np.array([2.0, 4.0, 6.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
     low, high = float(image.min()), float(image.max())
     if high == low:
         return np.zeros(image.shape, np.float32)
