@@ -106,6 +106,8 @@ def lesion_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mappin
         "score_exceeded_by_0.1%"}, "case_scores": {case: score}, "highest_healthy_case",
         "lowest_lesion_case"}}``.
     """
+    from nnunet_anomaly.nnunet.validation import healthy_false_positives
+
     healthy = [c for c in cases if case_kind(c) == "healthy"]
     out = {}
     for name, maps in models.items():
@@ -116,8 +118,8 @@ def lesion_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Mappin
             row["ap_with_healthy"][kind] = _ap(maps, cases, of_kind + healthy)
         if healthy:
             scores = np.concatenate([maps[c][cases[c]["brain"]] for c in healthy])
-            row["healthy"] = {f"score_exceeded_by_{rate * 100:g}%": float(np.quantile(scores, 1 - rate))
-                              for rate in (0.01, 0.001)}
+            exceeded = healthy_false_positives(scores, (0.01, 0.001))
+            row["healthy"] = {key: value for key, value in exceeded.items() if key.startswith("score_exceeded_by_")}
         row["case_scores"] = {c: float(np.quantile(maps[c][cases[c]["brain"]], 1 - CASE_SCORE_RATE)) for c in cases}
         lesion_scores = [s for c, s in row["case_scores"].items() if case_kind(c) in LESION_KINDS]
         healthy_scores = [row["case_scores"][c] for c in healthy]
