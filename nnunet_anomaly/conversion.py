@@ -44,6 +44,12 @@ __all__ = [
     "read_dicom",
     "preprocess_radiograph",
     "boxes_to_mask",
+    "RADIOGRAPH_SUFFIXES",
+    "is_dicom_file",
+    "radiograph_to_grey",
+    "read_radiograph",
+    "preprocess_radiograph_pixels",
+    "resize_mask",
     "equalise_to_unit_range",
     "natural_image_to_unit_range",
     "body_mask_from_corner",
@@ -617,6 +623,280 @@ def boxes_to_mask(boxes: Iterable[Sequence[float]], original_shape: Sequence[int
         # a box thinner than one output pixel still marks one pixel
         mask[r0:max(r1, r0 + 1), c0:max(c1, c0 + 1)] = 1
     return mask
+
+
+# ----------------------------------------------------------------------------------------------
+# a user's own radiographs: DICOM, PNG or JPEG (used by Dataset505_Radiographs)
+# ----------------------------------------------------------------------------------------------
+#: file suffixes read as radiographs (lower case); files without a suffix count when they are DICOM
+RADIOGRAPH_SUFFIXES = (".dcm", ".dicom", ".png", ".jpg", ".jpeg")
+#: ITU-R 601-2 luma weights, as Pillow's ``convert("L")`` (without its rounding to 8 bits)
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def is_dicom_file(path: str | os.PathLike) -> bool:
+    """True for a ``.dcm``/``.dicom`` file, or any file with DICOM's ``DICM`` marker at byte 128.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (folder / "IM0001").write_bytes(b"\\0" * 128 + b"DICM" + b"\\0" * 8)
+    >>> _ = (folder / "notes").write_text("not an image")
+    >>> is_dicom_file(folder / "IM0001"), is_dicom_file(folder / "notes"), is_dicom_file("x.DCM")
+    (True, False, True)
+    """
+    path = Path(path)
+    if path.suffix.lower() in (".dcm", ".dicom"):
+        return True
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(128)
+            return handle.read(4) == b"DICM"
+    except OSError:
+        return False
+
+
+def radiograph_to_grey(array: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """One grey channel from a grey, grey+alpha, RGB or RGBA image array; returns ``(grey, note)``.
+
+    Radiographs saved as colour files almost always repeat one grey value in R, G and B: then the
+    first channel is returned exactly (no rounding, no weighting). Otherwise (a tinted export,
+    coloured annotations burnt in) grey is the ITU-R 601-2 luma 0.299 R + 0.587 G + 0.114 B
+    (:data:`LUMA_WEIGHTS`, Pillow's ``convert("L")``, computed in float32 without rounding), and the
+    note says so. An alpha channel is dropped; the note says so when it was not fully opaque.
+
+    Parameters
+    ----------
+    array : ndarray, shape (H, W), (H, W, 2), (H, W, 3) or (H, W, 4)
+
+    Returns
+    -------
+    grey : ndarray of float32, shape (H, W)
+    note : str or None
+        What was done to a colour image (None for a grey one, or identical channels with an opaque
+        or absent alpha).
+
+    Examples
+    --------
+    >>> rgb = np.stack([np.arange(6.0).reshape(2, 3)] * 3, axis=-1)
+    >>> grey, note = radiograph_to_grey(rgb)
+    >>> grey.tolist(), note
+    ([[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]], None)
+    >>> grey, note = radiograph_to_grey(np.array([[[255, 0, 0, 255]]], np.uint8))
+    >>> round(float(grey[0, 0]), 3), note
+    (76.245, 'colour channels differ: grey = 0.299 R + 0.587 G + 0.114 B')
+    """
+    array = np.asarray(array)
+    if array.ndim == 2:
+        return array.astype(np.float32), None
+    if array.ndim != 3 or array.shape[-1] not in (2, 3, 4):
+        raise ValueError(f"expected a 2D grey or colour image (rows, cols[, 2|3|4 channels]), got shape {array.shape}")
+    notes = []
+    colour = array[..., :3] if array.shape[-1] >= 3 else array[..., :1]
+    alpha = array[..., -1] if array.shape[-1] in (2, 4) else None
+    if alpha is not None and np.any(alpha != alpha.max()):
+        notes.append("alpha channel not fully opaque: dropped (pixels used as stored)")
+    if colour.shape[-1] == 1 or (np.array_equal(colour[..., 0], colour[..., 1])
+                                 and np.array_equal(colour[..., 0], colour[..., 2])):
+        grey = colour[..., 0].astype(np.float32)
+    else:
+        weights = np.asarray(LUMA_WEIGHTS, np.float32)
+        grey = (colour.astype(np.float32) * weights).sum(axis=-1, dtype=np.float32)
+        notes.insert(0, "colour channels differ: grey = 0.299 R + 0.587 G + 0.114 B")
+    return grey, "; ".join(notes) or None
+
+
+def _read_natural_radiograph(path: Path) -> tuple[np.ndarray, dict]:
+    """A PNG or JPEG as stored (EXIF orientation applied), one grey channel."""
+    from PIL import Image, ImageOps
+
+    from nnunet_anomaly._io import check_complete
+
+    check_complete(path)  # a PNG cut short fails here (PIL may decode its first rows without complaint)
+    try:
+        with Image.open(path) as handle:
+            frames = getattr(handle, "n_frames", 1)
+            if frames != 1:
+                raise ValueError(f"{path}: {frames} frames; expected one 2D radiograph")
+            handle = ImageOps.exif_transpose(handle)  # as viewers show a phone or scanner JPEG
+            mode = handle.mode
+            if mode == "P":
+                handle = handle.convert("RGBA" if "transparency" in handle.info else "RGB")
+            elif mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+                handle = handle.convert("RGB")
+            array = np.asarray(handle)
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - PIL raises many types for cut or foreign files
+        raise ValueError(f"cannot read image file {path}: {type(exc).__name__}: {exc}") from None
+    try:
+        grey, note = radiograph_to_grey(array)
+    except ValueError as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    info = {"format": path.suffix.lower().lstrip(".").replace("jpg", "jpeg"), "reader": "PIL",
+            "mode": mode, "original_shape": list(grey.shape), "window": None,
+            "photometric_interpretation": "MONOCHROME2", "colour": note}
+    return grey, info
+
+
+def _read_dicom_with_simpleitk(path: Path, ds) -> np.ndarray:
+    """Pixels of a DICOM that pydicom cannot decode (e.g. JPEG lossless without pylibjpeg), through GDCM.
+
+    GDCM applies the rescale slope and intercept (pydicom's modality LUT) and turns MONOCHROME1 into
+    MONOCHROME2 (``2**BitsStored - 1 - value``); the latter is undone, so the window and the inversion
+    of :func:`preprocess_radiograph_pixels` apply as for a file pydicom reads.
+    """
+    import SimpleITK as sitk
+
+    try:
+        pixels = sitk.GetArrayFromImage(sitk.ReadImage(str(path))).astype(np.float32)
+    except Exception as exc:  # noqa: BLE001 - SimpleITK raises RuntimeError with GDCM's message
+        raise ValueError(f"cannot decode the DICOM pixel data of {path} with pydicom or SimpleITK: "
+                         f"{' '.join(str(exc).split())[:200]}") from None
+    if pixels.ndim == 3 and pixels.shape[0] == 1:
+        pixels = pixels[0]
+    if pixels.ndim != 2:
+        raise ValueError(f"{path}: expected a single-frame greyscale radiograph, got pixel shape {pixels.shape}")
+    if str(getattr(ds, "PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        if getattr(ds, "RescaleSlope", None) is not None or getattr(ds, "RescaleIntercept", None) is not None:
+            raise ValueError(f"{path}: MONOCHROME1 with rescale tags that only SimpleITK can decode; install "
+                             "pylibjpeg (pip install pylibjpeg pylibjpeg-libjpeg pylibjpeg-openjpeg) so pydicom reads it")
+        pixels = np.float32(2 ** int(ds.BitsStored) - 1) - pixels
+    return pixels
+
+
+def read_radiograph(path: str | os.PathLike) -> tuple[np.ndarray, dict]:
+    """Read one radiograph file as 2D float32 intensities, ready for :func:`preprocess_radiograph_pixels`.
+
+    * **DICOM** (``.dcm``, ``.dicom`` or the ``DICM`` marker, :func:`is_dicom_file`): pydicom's pixels
+      through the modality LUT, as :func:`preprocess_radiograph` reads them; the info carries the
+      window (WindowCenter/WindowWidth, when both exist) and the photometric interpretation. Pixel
+      data that pydicom cannot decode (JPEG lossless without pylibjpeg, for instance) are decoded by
+      SimpleITK (GDCM), with the same values. Multi-frame and colour DICOMs are refused.
+    * **PNG, JPEG** (Pillow, 8 or 16 bit, EXIF orientation applied): the stored values, shown as
+      MONOCHROME2 (bright = dense) without a window; colour files become one grey channel
+      (:func:`radiograph_to_grey`, which the info's ``colour`` note describes).
+
+    Returns
+    -------
+    pixels : ndarray of float32, shape (rows, cols)
+    info : dict
+        ``format``, ``reader``, ``original_shape``, ``window`` (``[centre, width]`` or None),
+        ``photometric_interpretation``, and ``colour`` (a note or None).
+
+    Raises
+    ------
+    FileNotFoundError
+        `path` does not exist.
+    ValueError
+        One line naming the file: unreadable, cut short, not 2D, or of an unknown type.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"missing image file: {path}")
+    if not is_dicom_file(path):
+        if path.suffix.lower() not in RADIOGRAPH_SUFFIXES:
+            raise ValueError(f"{path}: not a DICOM, PNG or JPEG file (suffixes {', '.join(RADIOGRAPH_SUFFIXES)})")
+        return _read_natural_radiograph(path)
+    import pydicom
+
+    reader = "pydicom"
+    try:
+        ds = read_dicom(path)
+        from pydicom.pixels import apply_modality_lut
+
+        pixels = np.asarray(apply_modality_lut(np.asarray(ds.pixel_array), ds), dtype=np.float32)
+    except ValueError as exc:
+        if "cannot read DICOM pixel data" not in str(exc):
+            raise  # read, but not one 2D greyscale frame
+        try:
+            ds = pydicom.dcmread(str(path))
+        except Exception as header_error:  # noqa: BLE001 - not DICOM at all, or cut inside its header
+            raise ValueError(f"cannot read DICOM file {path}: {type(header_error).__name__}: {header_error}") from None
+        if "PixelData" not in ds:
+            raise ValueError(f"{path}: DICOM file without pixel data") from None
+        pixels, reader = _read_dicom_with_simpleitk(path, ds), "SimpleITK"
+    center, width = getattr(ds, "WindowCenter", None), getattr(ds, "WindowWidth", None)
+    window = [_first_value(center), _first_value(width)] if center is not None and width is not None else None
+    info = {"format": "dicom", "reader": reader, "original_shape": list(pixels.shape), "window": window,
+            "photometric_interpretation": str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).strip(),
+            "colour": None}
+    return pixels, info
+
+
+def preprocess_radiograph_pixels(pixels: np.ndarray, *, window: Sequence[float] | None = None,
+                                 photometric: str = "MONOCHROME2", size: int = 256,
+                                 intermediate_size: int = 512) -> np.ndarray:
+    """:func:`preprocess_radiograph`'s steps on an array: the same values for the same pixels.
+
+    Bicubic anti-aliased resize to `intermediate_size` -> clip to ``centre +- width / 2`` when a
+    `window` ``(centre, width)`` is given -> histogram equalisation (256 bins) -> inversion for
+    MONOCHROME1 -> [-1, 1] -> bicubic anti-aliased resize to `size`, clipped to [-1, 1]. For a DICOM,
+    `pixels` are after the modality LUT (what :func:`read_radiograph` returns); for a PNG or JPEG,
+    the stored values with no window (MONOCHROME2).
+
+    Returns
+    -------
+    ndarray of float32, shape (size, size), in [-1, 1]
+
+    Examples
+    --------
+    >>> rows, cols = np.mgrid[0:60, 0:40]
+    >>> out = preprocess_radiograph_pixels((rows * 3 + cols).astype(np.float32), size=16, intermediate_size=32)
+    >>> out.shape, out.dtype, float(out.min()) >= -1, float(out.max()) <= 1, bool(out[-1].mean() > out[0].mean())
+    ((16, 16), dtype('float32'), True, True, True)
+    """
+    pixels = np.asarray(pixels, dtype=np.float32)
+    if pixels.ndim != 2:
+        raise ValueError(f"expected a 2D radiograph, got shape {pixels.shape}")
+    if not np.isfinite(pixels).all():
+        raise ValueError("the image has NaN or infinite values")
+    image = _aa_resize(pixels, (intermediate_size, intermediate_size))
+    if window is not None:
+        c, w = float(window[0]), float(window[1])
+        image = np.clip(image, c - w / 2, c + w / 2)
+    image = equalise_to_unit_range(image)
+    if str(photometric).strip() == "MONOCHROME1":
+        image = -image
+    return np.clip(_aa_resize(image, (size, size)), -1.0, 1.0)
+
+
+def resize_mask(mask: np.ndarray, size: int = 256) -> np.ndarray:
+    """A pixel mask (non-zero = anomaly) on a `size` x `size` grid, as the images are resized.
+
+    An output pixel is anomalous when at least half of it is covered (anti-aliased linear resize of
+    the 0/1 mask, >= 0.5), so a region keeps its area. A region too small for that (a lesion that
+    shrinks below half a pixel) still marks its best-covered output pixel, as :func:`boxes_to_mask`
+    keeps a box thinner than one pixel: no lesion disappears from the ground truth.
+
+    Examples
+    --------
+    >>> mask = np.zeros((100, 60), np.uint8); mask[10:50, 20:50] = 1; mask[90, 5] = 255
+    >>> small = resize_mask(mask, size=10)
+    >>> small.dtype, int(small.sum()), bool(small[9, 0])
+    (dtype('uint8'), 21, True)
+    """
+    from skimage.transform import resize
+
+    binary = np.asarray(mask) != 0
+    if binary.ndim != 2:
+        raise ValueError(f"expected a 2D mask, got shape {binary.shape}")
+    coverage = resize(binary.astype(np.float32), (size, size), order=1, anti_aliasing=True, preserve_range=True,
+                      mode="constant")
+    out = coverage >= 0.5
+    regions, n_regions = ndimage.label(binary)
+    if n_regions:
+        rows, cols = np.nonzero(binary)
+        out_rows = np.minimum((rows * size) // binary.shape[0], size - 1)
+        out_cols = np.minimum((cols * size) // binary.shape[1], size - 1)
+        region_of = regions[rows, cols]
+        kept = np.bincount(region_of, weights=out[out_rows, out_cols], minlength=n_regions + 1)
+        for region in np.flatnonzero(kept[1:] == 0) + 1:
+            members = np.flatnonzero(region_of == region)
+            best = members[np.argmax(coverage[out_rows[members], out_cols[members]])]
+            out[out_rows[best], out_cols[best]] = True
+    return out.astype(np.uint8)
 
 
 def natural_image_to_unit_range(image: np.ndarray, size: int = 256, intermediate_size: int = 512) -> np.ndarray:

@@ -195,13 +195,45 @@ def _npz_array_shape(path: Path, key: str = "probabilities") -> tuple[int, ...]:
 
 
 def _reference_shape(path: Path, reader: str = "SimpleITKIO") -> tuple[int, ...]:
-    """Array shape of the reference image as the model's nnU-Net `reader` reads it (numpy order; no channel axis)."""
+    """Array shape of the reference image as the model's nnU-Net `reader` reads it (numpy order; no channel axis).
+
+    A SimpleITK vector image (what ``sitk.GetImageFromArray`` makes of a 4D array) keeps its
+    components as the last axis, as ``sitk.GetArrayFromImage`` and nnU-Net's reader return it, so
+    a 4D image is reported with its full shape.
+    """
     from nnunet_anomaly.readers import array_shape
 
     try:
-        return array_shape(path, reader)
+        shape = tuple(array_shape(path, reader))
+        return shape + _vector_components(path, reader)
     except Exception as error:  # noqa: BLE001 -- any reader failure is a bad input file
         raise ValueError(f"cannot read image {path} ({type(error).__name__}: {error})") from None
+
+
+def _vector_components(path: Path, reader: str) -> tuple[int, ...]:
+    """``(n,)`` for a SimpleITK-read image with n > 1 components per voxel, else ``()`` (header only)."""
+    if reader.startswith("Nibabel") or reader == "NaturalImage2DIO" or path.name.lower().endswith(".png"):
+        return ()
+    import SimpleITK as sitk
+
+    info = sitk.ImageFileReader()
+    info.SetFileName(str(path))
+    info.ReadImageInformation()
+    components = int(info.GetNumberOfComponents())
+    return (components,) if components > 1 else ()
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    """A shape for a message, saying what a 4D (or higher) image is.
+
+    Examples
+    --------
+    >>> _shape_text((5, 7, 6)), _shape_text((2, 38, 46, 38))
+    ('(5, 7, 6)', '(2, 38, 46, 38) (a 4D image: several channels or volumes in one file)')
+    """
+    if len(shape) > 3:
+        return f"{shape} (a {len(shape)}D image: several channels or volumes in one file)"
+    return str(shape)
 
 
 def _map_shape_for(probability_shape: tuple[int, ...], image_shape: tuple[int, ...]) -> tuple[int, ...] | None:
@@ -244,7 +276,7 @@ def check_cases(cases: Sequence[ExportCase], reader: str = "SimpleITKIO") -> Non
         if map_shape is None:
             problems.append(
                 f"{case.case}: map shape {probability_shape[1:]} does not match input image "
-                f"{case.reference_image.name} shape {image_shape}")
+                f"{case.reference_image.name} shape {_shape_text(image_shape)}")
         elif case.output_name.endswith(".png") and sum(s > 1 for s in map_shape) > 2:
             problems.append(f"{case.case}: a {len(map_shape)}D map of shape {map_shape} cannot be a PNG; "
                             "use --format nifti")

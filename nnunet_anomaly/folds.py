@@ -11,15 +11,17 @@ two sides are swapped when needed so that the larger portion of the data always 
 * ``T=2``: train on the three blocks of the validation tasks, validate on the two training-task blocks;
 * ``T=3``, ``T=4``: train on the blocks of the training tasks, validate on the rest.
 
-Everything here is a pure function of ``(fold, num_train_tasks, num_tasks)``.
+Everything here is a pure function of ``(fold, num_train_tasks, num_tasks)``, except
+:func:`grouped_blocks`, which builds the data blocks themselves so that no subject (or site, or
+scanner) is in two blocks: a fold's synthetic validation then runs on anatomy it never trained on.
 """
 from __future__ import annotations
 
 from itertools import combinations
 from math import comb
-from typing import List, NamedTuple, Tuple
+from typing import Dict, List, Mapping, NamedTuple, Sequence, Tuple
 
-__all__ = ["NUM_TASKS", "FoldSplit", "num_folds", "fold_split", "fold_splits"]
+__all__ = ["NUM_TASKS", "FoldSplit", "num_folds", "fold_split", "fold_splits", "grouped_blocks"]
 
 #: Number of synthetic anomaly tasks (and data blocks) in the paper.
 NUM_TASKS = 5
@@ -143,3 +145,60 @@ def fold_splits(num_train_tasks: int, *, num_tasks: int = NUM_TASKS) -> List[Fol
         fold_split(fold, num_train_tasks, num_tasks=num_tasks)
         for fold in range(num_folds(num_train_tasks, num_tasks=num_tasks))
     ]
+
+
+def grouped_blocks(identifiers: Sequence[str], groups: Mapping[str, str], *,
+                   num_blocks: int = NUM_TASKS) -> List[Dict[str, List[str]]]:
+    """nnU-Net's 5-fold ``splits_final.json`` with whole groups (subjects, sites, scanners) per block.
+
+    Groups are placed largest first, each into the block that holds the fewest cases so far (ties: the
+    lower block), so the blocks are as even as whole groups allow; cases and groups are sorted first,
+    so the result depends only on the mapping.
+
+    Parameters
+    ----------
+    identifiers : sequence of str
+        The training cases.
+    groups : mapping of str to str
+        The group of every case (e.g. ``dataset.json``'s ``"case_groups"``).
+    num_blocks : int, optional
+        Number of blocks (5: one per task).
+
+    Returns
+    -------
+    list of dict
+        ``[{"train": [...], "val": [...]}, ...]``: block ``i`` is the ``"val"`` list of entry ``i``.
+
+    Raises
+    ------
+    ValueError
+        If a case has no group, or there are fewer groups than blocks.
+
+    Examples
+    --------
+    >>> groups = {"a1": "A", "a2": "A", "b1": "B", "c1": "C", "d1": "D", "e1": "E", "f1": "F"}
+    >>> [block["val"] for block in grouped_blocks(sorted(groups), groups)]
+    [['a1', 'a2'], ['b1', 'f1'], ['c1'], ['d1'], ['e1']]
+    >>> grouped_blocks(["x", "y"], {"x": "X", "y": "X"})
+    Traceback (most recent call last):
+    ...
+    ValueError: group-aware folds need at least 5 groups (one per block); the 2 cases have 1 group: X
+    """
+    identifiers = sorted(str(i) for i in identifiers)
+    missing = [i for i in identifiers if i not in groups]
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise ValueError(f"{len(missing)} case(s) have no group: {shown}")
+    members: Dict[str, List[str]] = {}
+    for case in identifiers:
+        members.setdefault(str(groups[case]), []).append(case)
+    if len(members) < num_blocks:
+        raise ValueError(f"group-aware folds need at least {num_blocks} groups (one per block); the "
+                         f"{len(identifiers)} cases have {len(members)} group{'s' if len(members) != 1 else ''}: "
+                         f"{', '.join(sorted(members))}")
+    blocks: List[List[str]] = [[] for _ in range(num_blocks)]
+    for name in sorted(members, key=lambda g: (-len(members[g]), g)):
+        smallest = min(range(num_blocks), key=lambda b: (len(blocks[b]), b))
+        blocks[smallest].extend(members[name])
+    return [{"train": sorted(c for j, other in enumerate(blocks) if j != b for c in other), "val": sorted(block)}
+            for b, block in enumerate(blocks)]

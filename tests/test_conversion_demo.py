@@ -36,7 +36,7 @@ def test_layout_and_dataset_json(small_demo):
     assert pool == sorted(p.name for p in (small_demo / "external_pool" / "masks").iterdir()) and len(pool) == 4
     meta = json.loads((small_demo / "dataset.json").read_text())
     assert meta["numTraining"] == 2 and meta["labels"] == {"background": 0, "brain": 1}
-    assert "SYNTHETIC" in meta["label_meaning"] and "not a cohort" in meta["description"]
+    assert "SYNTHETIC" in meta["label_meaning"] and "healthy brains of several people" in meta["description"]
 
 
 def test_training_cases_geometry_intensity_and_label(small_demo):
@@ -107,7 +107,7 @@ def test_full_build_verifies_and_plans_with_nnunet(tmp_path):
     start = time.perf_counter()
     dataset = demo.build_demo_dataset(raw)
     build_seconds = time.perf_counter() - start
-    assert len(list((dataset / "imagesTr").iterdir())) == 20
+    assert len(list((dataset / "imagesTr").iterdir())) == 24
     assert build_seconds < 60, build_seconds
     env = dict(os.environ, nnUNet_raw=str(raw), nnUNet_preprocessed=str(tmp_path / "pre"),
                nnUNet_results=str(tmp_path / "res"), nnUNet_def_n_proc="2")

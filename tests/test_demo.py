@@ -319,7 +319,7 @@ def test_real_lesions_found_in_the_cached_sdist_and_prepared(tmp_path):
     sources = demo.find_real_lesions(cache)
     assert set(sources) == {"brain1", "brain2"}
     before = _digest(cache)
-    records = demo.prepare_real_lesions(sources, tmp_path / "out")
+    records = demo.prepare_real_lesions(sources, tmp_path / "out", skull_strip="crude")  # ROBEX: 1 min a head
     assert _digest(cache) == before
     for record in records:
         image = sitk.ReadImage(str(tmp_path / "out" / "imagesTs" / f"{record['case']}_0000.nii.gz"))
@@ -332,6 +332,7 @@ def test_real_lesions_found_in_the_cached_sdist_and_prepared(tmp_path):
         assert abs(array[brain].mean()) < 1e-3 and abs(array[brain].std() - 1) < 1e-2  # z-scored in the brain
         assert array[mask].mean() > array[brain & ~mask].mean() + 1  # the lesion stays bright
         # the crude mask peeled the scalp: far fewer voxels than the whole head at 4 mm
+        assert record["brain_mask"].startswith("crude")
         head_voxels = np.pi * 4 / 3 * (30 / 4) ** 2 * (16 * 3 / 2 / 4)
         assert brain.sum() < 0.7 * head_voxels
 

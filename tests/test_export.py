@@ -159,6 +159,21 @@ def test_mismatched_shape_and_channels_are_listed(volume_case, tmp_path):
     assert not out.exists()
 
 
+def test_a_4d_image_is_reported_with_its_full_shape(volume_case, tmp_path):
+    """A 4D array written with SimpleITK becomes a vector image; nnU-Net reads it as (2, 5, 7, 6): so does the error."""
+    images, pred, _ = volume_case
+    sitk.WriteImage(sitk.GetImageFromArray(np.zeros((2, 5, 7, 6), np.float32)), str(images / "case_0000.nii.gz"))
+    with pytest.raises(ValueError) as info:
+        export_anomaly_maps(pred, images, tmp_path / "out", progress=False)
+    message = str(info.value)
+    assert "case_0000.nii.gz shape (2, 5, 7, 6) (a 4D image" in message, message
+    series = sitk.JoinSeries([sitk.GetImageFromArray(np.zeros((5, 7, 6), np.float32))] * 2)  # a true 4D NIfTI
+    sitk.WriteImage(series, str(images / "case_0000.nii.gz"))
+    with pytest.raises(ValueError, match=r"shape \(2, 5, 7, 6\) \(a 4D image"):
+        export_anomaly_maps(pred, images, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 def test_nan_scores_and_bad_folders_are_clear_errors(volume_case, tmp_path):
     images, pred, probabilities = volume_case
     with pytest.raises(ValueError, match="input images folder"):

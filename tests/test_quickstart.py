@@ -60,7 +60,8 @@ def test_quickstart_runs_end_to_end(tmp_path):
     script = ci_sized(quickstart_script())
     work = tmp_path / "user"
     work.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "nnunet_anomaly"))}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("nnUNet_", "nnunet_anomaly"))
+           or k == "nnunet_anomaly_brains"}  # the stand-in brain cache (conftest): never a download
     bin_dir = str(Path(sys.executable).parent)
     # only what a CI machine sets anyway: a small process pool, no torch.compile, a headless plot backend
     env.update(PATH=bin_dir + os.pathsep + env.get("PATH", ""), MPLBACKEND="Agg", nnUNet_def_n_proc="2",

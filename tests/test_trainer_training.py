@@ -10,6 +10,7 @@ pytestmark = pytest.mark.slow
 DATASET_ID = 991
 DATASET = "Dataset991_TinyBrain"
 SHAPE = (30, 36, 30)
+GROUPS = ["s0", "s0", "s1", "s1", "s2", "s2", "s3", "s3", "s4", "s5"]
 
 
 @pytest.fixture(scope="module")
@@ -19,12 +20,17 @@ def trained(tmp_path_factory):
            "nnUNet_results": str(root / "results"), "nnUNet_def_n_proc": "2"}
     with nnunet_environment(env):
         raw_folder = write_tiny_brain_dataset(root / "raw", DATASET, SHAPE)
+        # six "subjects" (two cases each for the first four): group-aware blocks
+        meta = json.loads((raw_folder / "dataset.json").read_text())
+        meta["case_groups"] = {f"brain_{i:03d}": GROUPS[i] for i in range(10)}
+        (raw_folder / "dataset.json").write_text(json.dumps(meta))
         plan_and_preprocess_3d_fullres(DATASET_ID)
         from nnunet_anomaly.nnunet.planning import add_preset, plans_file_of
         add_preset(plans_file_of(DATASET_ID), "3d_tiny")
 
         os.environ["nnUNet_n_proc_DA"] = "0"
         import torch
+        from nnunet_anomaly.acquisition import AcquisitionOptions
         from nnunet_anomaly.trainers import AnomalyTaskTrainer_ci
         base = root / "preprocessed" / DATASET
         plans = json.loads((base / "nnUNetPlans.json").read_text())
@@ -32,6 +38,8 @@ def trained(tmp_path_factory):
         dataset_json = json.loads((base / "dataset.json").read_text())
         trainer = AnomalyTaskTrainer_ci(plans=plans, configuration="3d_tiny", fold=0, dataset_json=dataset_json,
                                         device=torch.device("cpu"))
+        # every acquisition change on every sample (an instance setting: the class stays findable by name)
+        trainer.acquisition_variation = AcquisitionOptions(p_thick_slices=1, p_bias=1, p_gamma=1, p_noise=1, p_scale=1)
         trainer.run_training()
         trainer.perform_actual_validation(False)
         yield root, raw_folder, trainer
@@ -55,8 +63,17 @@ def test_summary_scores_the_validation_partition_per_task(trained):
     root, _, trainer = trained
     summary = json.loads(open(os.path.join(trainer.output_folder, "validation", "summary.json")).read())
     splits = json.loads((root / "preprocessed" / DATASET / "splits_final.json").read_text())
-    assert len(splits) == 5  # nnU-Net's own split, created on the fly
+    assert len(splits) == 5  # created on the fly, whole subjects per block (dataset.json case_groups)
+    for block in splits:
+        assert not {GROUPS[int(c[-3:])] for c in block["val"]} & {GROUPS[int(c[-3:])] for c in block["train"]}
     assert summary["cases"] == sorted(splits[0]["val"])  # T=1 fold 0 validates on block 0
+    assert summary["validation_anatomy"]["unseen_in_training"] is True
+    assert summary["validation_anatomy"]["groups"] == sorted({GROUPS[int(c[-3:])] for c in splits[0]["val"]})
+    # healthy false positives of validation (unseen) and training (seen) images, side by side
+    seen = summary["healthy_training_images"]
+    assert len(seen["cases"]) == 2 and set(seen["cases"]) <= set(splits[0]["train"])
+    assert seen["n_voxels"] > 0 and 0 <= seen["score_exceeded_by_1%"] <= 1
+    assert summary["healthy"]["n_voxels"] > 0
     assert summary["train_tasks"] == ["intra_blend"]
     assert set(summary["per_task"]) == set(summary["val_tasks"]) and "intra_blend" not in summary["val_tasks"]
     # no external pool configured for 3D: inter_blend is dropped (and said so in the log)

@@ -65,3 +65,10 @@ class Bench_TimeBudget(AnomalyTaskTrainer_demo):
 class Bench_seed1(AnomalyTaskTrainer_demo):
     """Today's demo trainer with another training seed: how much one run's numbers vary."""
     training_seed = 1
+
+
+class Bench_acquisition(AnomalyTaskTrainer_demo):
+    """Today's demo trainer with acquisition and anatomy variation of the healthy patch (default options)."""
+    from nnunet_anomaly.acquisition import AcquisitionOptions
+    acquisition_variation = AcquisitionOptions()
+    del AcquisitionOptions

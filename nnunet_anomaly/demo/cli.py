@@ -14,8 +14,8 @@ from nnunet_anomaly.demo.steps import demo_steps
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.description = (
-        "Run the whole product end to end on the embedded offline demo dataset (Dataset990_MNIDemo, built "
-        "from nilearn's MNI152 template): build the data, nnUNetv2_plan_and_preprocess, nnUNetv2_train the "
+        "Run the whole product end to end on the offline demo dataset (Dataset990_MNIDemo, built "
+        "from healthy brains of several people cached at set-up by `make brains`): build the data, nnUNetv2_plan_and_preprocess, nnUNetv2_train the "
         "five folds of T=1 (at the same time on a CPU), nnunet_anomaly predict the ensemble, nnUNetv2_predict "
         "every fold, nnunet_anomaly evaluate, and write a Markdown report with figures. Finished steps are "
         "reused on a re-run.")
@@ -33,11 +33,35 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "single-threaded; auto (default): all of them on a CPU (about 0.8 GB of memory each), "
                              "one at a time on a GPU")
     parser.add_argument("--verbose", action="store_true", help="also stream every tool's output to the terminal")
+    parser.add_argument("--brains", default=None, metavar="DIR",
+                        help="the cache of healthy brains the demo's anatomy comes from, filled once at set-up by "
+                             "`make brains` (default: $nnunet_anomaly_brains, else .cache/brains)")
     parser.add_argument("--real-lesions", default=".cache/real_lesions", metavar="DIR",
                         help="folder with the cached pyradiomics-bhklab 3.1.4 sdist (or its extracted data/), the "
                              "only real lesions installable offline; fetched once by the set-up step "
                              f"`{REAL_LESION_FETCH}`. Skipped with a message when absent. "
                              "(default: .cache/real_lesions)")
+
+
+def _check_brains(cache) -> list:
+    """The training anatomies found in the brain cache (at least five, for group-aware folds), or a ValueError
+    that names what is missing and the set-up command; the test anatomies must all be there."""
+    from nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo import TEST_ANATOMIES, TRAIN_ANATOMIES
+    from nnunet_anomaly.offline_brains import DEFAULT_CACHE, FETCH_COMMAND, available_brains
+
+    cache = DEFAULT_CACHE if cache is None else cache
+    found = set(available_brains(cache))
+    missing_test = [a for a in dict.fromkeys(TEST_ANATOMIES) if a not in found]
+    train = [a for a in TRAIN_ANATOMIES if a in found]
+    fetch = FETCH_COMMAND if cache == DEFAULT_CACHE else f"python -m nnunet_anomaly.offline_brains fetch --cache {cache}"
+    if missing_test or len(train) < 5:
+        missing = missing_test + [a for a in TRAIN_ANATOMIES if a not in found]
+        raise ValueError(f"the demo's healthy brains are not in {cache} (missing: {', '.join(missing)}); fetch them "
+                         f"once, at set-up, with `make brains` or `{fetch}`")
+    if len(train) < len(TRAIN_ANATOMIES):
+        print(f"brains: {', '.join(a for a in TRAIN_ANATOMIES if a not in found)} not in {cache} (`{fetch}` fetches "
+              f"them); training on the other {len(train)} anatomies")
+    return train
 
 
 def _interrupt(signum, frame):
@@ -71,9 +95,11 @@ def run(args: argparse.Namespace) -> int:
     settings = QUICK if args.quick else DEMO
     device = _resolve_device(args.device)
     jobs = _resolve_jobs(args.jobs, device, settings)
+    anatomies = _check_brains(args.brains)
     sources = find_real_lesions(args.real_lesions)
     ws = Workspace(args.workdir, settings, device=device, num_processes=args.num_processes, verbose=args.verbose,
                    real_lesion_sources=sources, jobs=jobs)
+    ws.brains, ws.train_anatomies = args.brains, anatomies
     ws.workdir.mkdir(parents=True, exist_ok=True)
     print(f"nnunet_anomaly demo ({settings.name}): working folder {ws.workdir}, device {device}, {jobs} job(s) "
           "at a time")

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["LESION_KINDS", "CASE_SCORE_RATE", "case_kind", "load_test_set", "load_maps", "intensity_maps",
-           "lesion_quality", "synthetic_quality", "mean_of_folds"]
+           "lesion_quality", "synthetic_quality", "mean_of_folds", "split_by_anatomy"]
 
 LESION_KINDS = ("tumour", "cyst")
 #: a case's score: the score exceeded by this fraction of its brain voxels
@@ -31,6 +31,32 @@ def case_kind(case: str) -> str:
     """
     name = case[len("test_"):] if case.startswith("test_") else case
     return name.rsplit("_", 1)[0]
+
+
+def split_by_anatomy(cases: Mapping[str, dict], records: Mapping[str, Mapping], key: str = "seen") -> dict:
+    """The cases grouped by a field of their records (``test_cases.json``, or a synthetic set's ``cases.json``).
+
+    With ``key="seen"``: ``{"unseen anatomy": {...}, "seen anatomy": {...}}`` (no training case shares the
+    anatomy / some do), unseen first; with ``key="anatomy"``: one group per anatomy name. Cases without a
+    record are left out; empty groups are dropped.
+
+    Examples
+    --------
+    >>> cases = {"a": {}, "b": {}, "c": {}}
+    >>> records = {"a": {"anatomy": "X", "seen": False}, "b": {"anatomy": "Y", "seen": True}}
+    >>> {group: sorted(members) for group, members in split_by_anatomy(cases, records).items()}
+    {'unseen anatomy': ['a'], 'seen anatomy': ['b']}
+    >>> list(split_by_anatomy(cases, records, key="anatomy"))
+    ['X', 'Y']
+    """
+    groups: dict[str, dict] = {}
+    if key == "seen":
+        for name, flag in (("unseen anatomy", False), ("seen anatomy", True)):
+            groups[name] = {c: d for c, d in cases.items() if c in records and bool(records[c].get("seen")) == flag}
+    else:
+        for anatomy in sorted({str(r.get(key)) for c, r in records.items() if c in cases}):
+            groups[anatomy] = {c: d for c, d in cases.items() if c in records and str(records[c].get(key)) == anatomy}
+    return {name: members for name, members in groups.items() if members}
 
 
 def load_test_set(images, labels, brains=None) -> dict[str, dict]:

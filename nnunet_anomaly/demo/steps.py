@@ -16,6 +16,13 @@ def _build_dataset(ws: Workspace) -> None:
     argv = [sys.executable, "-m", "nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo",
             "-o", ws.raw, "-np", ws.num_processes, "--num-training", ws.settings.num_training,
             "--num-test-healthy", ws.settings.num_test_healthy, "--num-test-per-anomaly", ws.settings.num_test_per_anomaly]
+    from nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo import TRAIN_ANATOMIES
+
+    if getattr(ws, "brains", None):
+        argv += ["--brains", ws.brains]
+    anatomies = getattr(ws, "train_anatomies", None)
+    if anatomies and list(anatomies) != list(TRAIN_ANATOMIES):  # some were not fetched
+        argv += ["--train-anatomies", *anatomies]
     ws.command("dataset", argv, env_shown=())
 
 

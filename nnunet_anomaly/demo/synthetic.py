@@ -42,6 +42,7 @@ def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: i
         brains.append(brain)
         references.append(reference)
     inter_pool = FolderPool(dataset_folder / "external_pool")
+    anatomy = _test_anatomies(dataset_folder)
     options = TaskOptions.brain()
     records = []
     for task_index, task in enumerate(TASK_NAMES):
@@ -63,5 +64,16 @@ def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: i
                 with atomic_path(path) as tmp:
                     sitk.WriteImage(written, str(tmp), True)
             records.append({"case": name, "task": task, "source_image": healthy[source].name,
+                            **anatomy.get(healthy[source].name[: -len("_0000.nii.gz")], {}),
                             "n_anomalies": int(result.n_anomalies), "anomalous_voxels": int(result.mask.sum())})
     return records
+
+
+def _test_anatomies(dataset_folder: Path) -> dict:
+    """``{case: {"anatomy", "seen"}}`` from the dataset's ``test_cases.json`` (empty without it)."""
+    from nnunet_anomaly._io import read_json
+
+    path = Path(dataset_folder) / "test_cases.json"
+    if not path.is_file():
+        return {}
+    return {case: {k: v for k, v in record.items() if k in ("anatomy", "seen")} for case, record in read_json(path).items()}

@@ -364,6 +364,7 @@ def evaluate_folder(
     test_set: str | None = None,
     figures: bool = True,
     progress: bool = True,
+    subset: bool = False,
 ) -> dict:
     """Score one or more folders of anomaly maps against a folder of ground-truth masks.
 
@@ -419,13 +420,20 @@ def evaluate_folder(
         otherwise the ground-truth folder's name).
     figures, progress : bool
         Draw figures; show a progress bar.
+    subset : bool
+        Score only the ground-truth cases that every prediction folder has (a part of a test set, as
+        nnU-Net's ``--chill``); the others are skipped and counted in ``results["subset"]`` and the
+        table. By default every ground-truth case needs a prediction. A prediction without ground
+        truth is an error either way.
 
     Returns
     -------
     dict
         Every number, as written to ``results.json`` (where undefined metrics, nan here, become null):
         ``models[name]["pixel"|"slice"|"sample"]`` (and ``"pixel_in_mask"``, ``"slice_in_mask"``,
-        ``"threshold"``), ``random``, ``folds_summary``, ``protocol`` and ``per_case``.
+        ``"threshold"``), ``random``, ``folds_summary``, ``protocol``, ``per_case`` and, with
+        `subset`, ``subset`` (``n_ground_truth_cases``, ``n_scored``, ``n_skipped``, ``skipped``).
+        Baselines get no threshold entry: a threshold is calibrated for a model's scores.
 
     Notes
     -----
@@ -468,12 +476,16 @@ def evaluate_folder(
     model_names = _unique_names(folders, names, reserved)
     ground_truth = Path(ground_truth)
     truth_files = find_cases(ground_truth, kind="ground truth")
-    prediction_files = []
-    for name, folder in zip(model_names, folders):
-        files = find_cases(folder, kind="prediction")
+    prediction_files = [find_cases(folder, kind="prediction") for folder in folders]
+    all_truth_files = truth_files
+    if subset:
+        truth_files = _predicted_subset(truth_files, prediction_files, folders)
+    for name, folder, files in zip(model_names, folders, prediction_files):
+        if subset:  # a case this folder has but another lacks is skipped, not an error
+            files = {case: path for case, path in files.items() if case in truth_files or case not in all_truth_files}
         match_cases(files, truth_files, label=f"predictions of {name!r} ({folder})")
-        prediction_files.append(files)
     cases = sorted(truth_files)
+    skipped = sorted(set(all_truth_files) - set(truth_files))
     if isinstance(foreground, str) and foreground == "auto":
         foreground = _brain_mask_folder(ground_truth)
     elif isinstance(foreground, str) and foreground == "none":
@@ -511,7 +523,8 @@ def evaluate_folder(
                     for name, folder in zip(model_names, folders)]
     if len(folders) > 1:
         accumulators.append(_Accumulator(ENSEMBLE, "ensemble", [str(f) for f in folders], with_slices, **options))
-    if baselines:
+    if baselines:  # no threshold: it is calibrated for the model's scores and means nothing on a baseline's
+        options = {**options, "threshold": None}
         accumulators.append(_Accumulator(RANDOM_BASELINE, "baseline", [], with_slices, **options))
         accumulators.append(_Accumulator(INTENSITY_BASELINE, "baseline", [str(images)], with_slices, **options))
     primary = ENSEMBLE if len(folders) > 1 else model_names[0]
@@ -530,6 +543,9 @@ def evaluate_folder(
                 f"{truth_files[case]}: setting 'brain' scores axial slices of 3D volumes; got a {truth.ndim}D mask "
                 "(use --setting cxr for 2D images)"
             )
+        if truth.ndim > 3:
+            raise ValueError(f"{truth_files[case]}: a {truth.ndim}D ground-truth mask of shape {truth.shape}; a mask is "
+                             "one 2D or 3D image per case (non-zero = anomalous)")
         raw_shape = truth.shape
         fg = None
         if foreground_files is not None:
@@ -544,14 +560,15 @@ def evaluate_folder(
         if with_slices:
             all_slice_labels.append(labels_of_slices)
 
-        raw = [load_prediction(files[case], reference_shape=raw_shape) for files in prediction_files]
+        raw = [load_prediction(files[case], reference_shape=raw_shape, reference=truth_files[case])
+               for files in prediction_files]
         maps = {name: pad(np.clip(m, 0.0, 1.0)) for name, m in zip(model_names, raw)}
         if len(raw) > 1:
             # the reference averages the raw outputs, then clips at evaluation
             dtype = np.result_type(np.float32, *raw)
             maps[ENSEMBLE] = pad(np.clip(np.mean(raw, axis=0, dtype=dtype), 0.0, 1.0))
         del raw
-        image = pad(load_image(images, case, raw_shape)) if images is not None else None
+        image = pad(load_image(images, case, raw_shape, reference=truth_files[case])) if images is not None else None
         if baselines:
             case_rng = np.random.default_rng([seed, case_index])
             maps[RANDOM_BASELINE] = case_rng.random(truth.shape, dtype=np.float32)
@@ -598,6 +615,9 @@ def evaluate_folder(
         },
         "cases": cases,
         "n_cases": len(cases),
+        **({"subset": {"n_ground_truth_cases": len(all_truth_files), "n_scored": len(cases),
+                       "n_skipped": len(skipped), "skipped": skipped,
+                       "reason": "no prediction in every prediction folder (subset=True, --subset)"}} if subset else {}),
         "n_anomalous_cases": int(np.sum(sample_labels)),
         "primary": primary,
         "models": {},
@@ -619,6 +639,24 @@ def evaluate_folder(
             sample_labels=np.asarray(sample_labels, bool), slice_labels=all_slice_labels_flat, figures=figures,
         )
     return results
+
+
+def _predicted_subset(truth_files: dict, prediction_files: Sequence[dict], folders: Sequence[Path]) -> dict:
+    """The ground-truth cases that every prediction folder has (``--subset``); none is an error naming the folders.
+
+    Examples
+    --------
+    >>> _predicted_subset({"a": 1, "b": 2, "c": 3}, [{"a": 0, "c": 0}, {"c": 0, "a": 0, "b": 0}], ["p", "q"])
+    {'a': 1, 'c': 3}
+
+    Predictions without ground truth are left for `match_cases` to name.
+    """
+    predicted = set.intersection(*(set(files) for files in prediction_files))
+    kept = {case: path for case, path in truth_files.items() if case in predicted}
+    if not kept and not any(set(files) - set(truth_files) for files in prediction_files):
+        raise ValueError(f"no ground-truth case has a prediction in {', '.join(map(str, folders))} (with --subset "
+                         "the cases scored are those every prediction folder has)")
+    return kept
 
 
 def _case_padder(canvas, truth_file: Path):

@@ -71,7 +71,11 @@ def draw_overlays(path: Path, overlays: list[dict], title: str) -> str | None:
             elif cmap == "magma":
                 mappable = shown
             if truth.any():
-                ax.contour(truth, levels=[0.5], colors="red", linewidths=1.0, origin=kwargs["origin"])
+                # No `origin` here: without one, contour puts truth[i, j] at (x=j, y=i), exactly where imshow
+                # drew pixel (i, j) for either origin (imshow orients the y axis). Passing imshow's origin
+                # flips the contour a second time for origin="upper" (2D: drawn upside down) and moves it
+                # by half a pixel for origin="lower" (3D slices).
+                ax.contour(truth, levels=[0.5], colors="red", linewidths=1.0)
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:

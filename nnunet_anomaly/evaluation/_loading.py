@@ -117,7 +117,7 @@ def _read_array(path: Path) -> np.ndarray:
     return read_array(path, npz_key="probabilities")
 
 
-def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np.ndarray:
+def load_prediction(path, *, reference_shape: Sequence[int] | None = None, reference=None) -> np.ndarray:
     """Read an anomaly map (not yet clipped) in its own float dtype (float16, float32 or float64).
 
     The scores keep their precision (nnU-Net writes float32); integer maps become a float dtype
@@ -125,7 +125,8 @@ def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np
 
     nnU-Net ``.npz`` probabilities ``(C, *spatial)`` give channel 0 when C == 1 and the last channel
     (class 1 of a two-class softmax) otherwise. PNG maps are scaled from their integer range to
-    [0, 1]. Leading singleton axes (nnU-Net's 2D ``(1, H, W)``) are dropped to match `reference_shape`.
+    [0, 1]. Leading singleton axes (nnU-Net's 2D ``(1, H, W)``) are dropped to match `reference_shape`,
+    the shape of the ground-truth file `reference` (named in the error when the shapes differ).
 
     Raises
     ------
@@ -156,16 +157,17 @@ def load_prediction(path, *, reference_shape: Sequence[int] | None = None) -> np
     array = as_exact_floats(array)  # float16/32/64 keep their dtype; integers go to a float that holds them
     if not np.isfinite(array).all():
         raise ValueError(f"{path}: anomaly map has {int((~np.isfinite(array)).sum())} NaN/inf values")
-    return _match_shape(array, reference_shape, path)
+    return _match_shape(array, reference_shape, path, reference)
 
 
-def _match_shape(array: np.ndarray, reference_shape, path: Path) -> np.ndarray:
+def _match_shape(array: np.ndarray, reference_shape, path: Path, reference=None) -> np.ndarray:
     if reference_shape is None or array.shape == tuple(reference_shape):
         return array
     squeezed = array.reshape([n for n in array.shape if n != 1])
     if squeezed.shape == tuple(n for n in reference_shape if n != 1):
         return squeezed.reshape(tuple(reference_shape))
-    raise ValueError(f"{path}: shape {array.shape} does not match the ground truth's shape {tuple(reference_shape)}")
+    truth = "the ground truth's" if reference is None else f"the ground truth {reference}'s"
+    raise ValueError(f"{path}: shape {array.shape} does not match {truth} shape {tuple(reference_shape)}")
 
 
 def load_ground_truth(path) -> np.ndarray:
@@ -181,8 +183,11 @@ def load_ground_truth(path) -> np.ndarray:
     return array != 0
 
 
-def load_image(folder, case: str, reference_shape: Sequence[int]) -> np.ndarray:
+def load_image(folder, case: str, reference_shape: Sequence[int], *, reference=None) -> np.ndarray:
     """Read the first channel of `case`'s image from `folder` (``case_0000.*`` or ``case.*``) as float32.
+
+    Its shape must match `reference_shape`, the shape of the ground-truth file `reference` (named in
+    the error when they differ).
 
     Raises
     ------
@@ -202,5 +207,5 @@ def load_image(folder, case: str, reference_shape: Sequence[int]) -> np.ndarray:
                 array = array.astype(np.float32, copy=False)
                 if not np.isfinite(array).all():
                     raise ValueError(f"{path}: image has NaN/inf values")
-                return _match_shape(array, reference_shape, path)
+                return _match_shape(array, reference_shape, path, reference)
     raise FileNotFoundError(f"no image for case {case!r} in {str(folder)!r} (looked for {case}_0000.* and {case}.*)")

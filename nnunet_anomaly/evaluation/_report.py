@@ -43,7 +43,7 @@ def _cell(model: dict, scale: str, aggregate: str) -> str:
 def _threshold_cell(model: dict) -> str:
     threshold = model.get("threshold")
     if threshold is None:
-        return "n/a"
+        return "—" if model.get("kind") == "baseline" else "n/a"
     fpr = threshold["healthy_voxel_fpr"]
     text = "n/a" if fpr is None or (isinstance(fpr, float) and math.isnan(fpr)) else f"{100 * fpr:.2f}"
     return f"{text} / {_percent(threshold['sensitivity'])}"
@@ -122,6 +122,14 @@ def format_table(results: dict | Sequence[dict]) -> str:
         values = sorted({f"{m['threshold']['value']:.4g}" for r in results for m in r["models"].values() if "threshold" in m})
         notes.append(f"Threshold {', '.join(values)}: fraction of the healthy cases' voxels above it, and of the "
                      "anomalous voxels above it.")
+        if any(kinds[n] == "baseline" for n in names):
+            notes.append("Baselines have no threshold (—): it is calibrated for the model's scores and would mean "
+                         "nothing on theirs.")
+    for r in results:
+        subset = r.get("subset")
+        if subset:
+            notes.append(f"{r['test_set']}: {subset['n_scored']} of {subset['n_ground_truth_cases']} ground-truth "
+                         f"cases scored (--subset: {subset['n_skipped']} without a prediction skipped).")
     lines = [" ".join(notes), "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
 
     def row(label, cells):

@@ -50,6 +50,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-figure-cases", type=int, default=4, help="random cases to draw when --cases is not given")
     parser.add_argument("--seed", type=int, default=0, help="seed of the random baseline and the drawn cases")
     parser.add_argument("--test-set", help="test-set name in the table (default: DatasetXXX_Name for .../labelsTs, else the folder's name)")
+    parser.add_argument("--subset", action="store_true",
+                        help="score only the ground-truth cases that every prediction folder has (part of a test set, "
+                             "like nnU-Net's --chill); the skipped cases are counted in the table and results.json")
     parser.add_argument("--no-figures", action="store_true", help="skip the figures")
     parser.add_argument("--quiet", action="store_true", help="no progress bar, no table on stdout")
 
@@ -80,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         precision=args.precision, threshold=threshold_from_args(args), aggregate=args.aggregate,
         chunk_size=args.chunk_size, repeats=args.repeats, figure_cases=args.cases,
         n_figure_cases=args.n_figure_cases, seed=args.seed, test_set=args.test_set,
-        figures=not args.no_figures, progress=not args.quiet,
+        figures=not args.no_figures, progress=not args.quiet, subset=args.subset,
     )
     if not args.quiet:
         print(format_table(results))

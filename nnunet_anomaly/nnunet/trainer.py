@@ -44,9 +44,11 @@ from nnunet_anomaly.nnunet.lr_schedule import WarmupExponentialFloorLR, steps_to
 from nnunet_anomaly.nnunet.progress import AnomalyLocalLogger
 from nnunet_anomaly.nnunet.sources import (PreprocessedCasePool, case_view, dropped_inter_blend_warning,
                                            pool_instructions, resolve_external_pool)
-from nnunet_anomaly.nnunet.transforms import SoftDownsampleForDSTransform, SyntheticAnomalyTransform
+from nnunet_anomaly.nnunet.transforms import (AcquisitionVariationTransform, SoftDownsampleForDSTransform,
+                                              SyntheticAnomalyTransform)
 from nnunet_anomaly.nnunet.validation import (HEALTHY, ValidationBatches, ValidationSample, crop_to_patch,
-                                              gather_scores, make_validation_image, pair_seed, select_pairs, summarise)
+                                              gather_scores, healthy_false_positives, make_validation_image, pair_seed,
+                                              select_pairs, summarise)
 
 __all__ = ["AnomalyTaskTrainer", "as_single_sigmoid_head", "check_fold", "task_fold_partition",
            "left_right_axis"]
@@ -150,6 +152,11 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     use_nnunet_augmentation = False
     #: base seed of the anomaly parameters in the DA workers (combined with the fold).
     anomaly_seed = 0
+    #: acquisition and anatomy variation of the healthy patch before the anomaly
+    #: (an nnunet_anomaly.acquisition.AcquisitionOptions; None: off, as the reference)
+    acquisition_variation = None
+    #: base seed of that variation's parameters (combined with the fold)
+    acquisition_seed = 1
     #: seed of the fixed synthetic validation set.
     validation_seed = 12345
     #: fraction of training samples that receive an anomaly (the reference: all).
@@ -172,6 +179,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     #: final validation: test-time mirroring, cap on cases (None = all), voxels scored per image.
     final_validation_mirroring = True
     final_validation_max_cases = None
+    #: training images also predicted as they are in the final validation: the healthy false-positive
+    #: figure on tissue the fold trained on, beside the validation images' (``healthy_training_images``)
+    final_validation_seen_cases = 2
     max_scored_voxels_per_image = 1_000_000
     #: deep supervision on soft targets downsampled by averaging (the reference has none).
     deep_supervision = True
@@ -270,20 +280,35 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         if self.dataset_class is None:
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
         splits_file = os.path.join(self.preprocessed_dataset_folder_base, "splits_final.json")
+        groups = (getattr(self, "dataset_json", None) or {}).get("case_groups")
         if not isfile(splits_file):
-            # exactly nnU-Net's own split (sorted identifiers, seed 12345, 5 folds), written atomically
             from nnunet_anomaly._io import write_json
-            self.print_to_log_file("Creating new 5-fold cross-validation split (nnU-Net's own)...")
             identifiers = sorted(self.dataset_class.get_identifiers(self.preprocessed_dataset_folder))
             if len(identifiers) < 5:
                 raise ValueError(f"{self.plans_manager.dataset_name}: task folds need at least 5 training cases "
                                  f"(one per block), found {len(identifiers)}")
-            write_json(splits_file, generate_crossval_split(identifiers, seed=12345, n_splits=5))
+            if groups:
+                # dataset.json names each case's subject/site/scanner: whole groups per block
+                from nnunet_anomaly.folds import grouped_blocks
+                self.print_to_log_file("Creating a group-aware 5-fold split (dataset.json case_groups)...")
+                try:
+                    splits = grouped_blocks(identifiers, groups)
+                except ValueError as error:
+                    raise ValueError(f"{self.plans_manager.dataset_name}: dataset.json case_groups: {error}") from None
+            else:  # exactly nnU-Net's own split (sorted identifiers, seed 12345, 5 folds)
+                self.print_to_log_file("Creating new 5-fold cross-validation split (nnU-Net's own)...")
+                splits = generate_crossval_split(identifiers, seed=12345, n_splits=5)
+            write_json(splits_file, splits)
         try:
             train, val = task_fold_partition(load_json(splits_file), self.task_split)
         except ValueError as error:
             raise ValueError(f"{splits_file}: {error}") from None
         self.print_to_log_file(f"Task fold {self.fold}: {len(train)} training and {len(val)} validation cases")
+        if groups:
+            shared = sorted({groups.get(c) for c in train} & {groups.get(c) for c in val} - {None})
+            seen = "; groups in both (the split is not group-aware): " + ", ".join(shared) if shared else ""
+            self.print_to_log_file(f"validation groups {sorted({groups.get(c, '?') for c in val})}{seen}",
+                                   also_print_to_console=bool(shared))
         return train, val
 
     def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
@@ -357,6 +382,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             transforms = list(base.transforms)
         else:
             transforms = [MirrorTransform(allowed_axes=mirror_axes)] if mirror_axes else []
+        if self.acquisition_variation is not None:  # before the anomaly: a healthy scan as another scanner shows it
+            transforms.append(AcquisitionVariationTransform(self.acquisition_variation,
+                                                            seed=self._stream_seed(self.acquisition_seed)))
         transforms.append(SyntheticAnomalyTransform(
             self.train_task_names, seed=self._stream_seed(self.anomaly_seed),
             intra_pool=train_pool, inter_pool=inter_pool, options=self._task_options(),
@@ -706,7 +734,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         predictor.manual_initialization(self.network, self.plans_manager, self.configuration_manager, None,
                                         self.dataset_json, type(self).__name__, self.inference_allowed_mirroring_axes)
         train_keys, val_keys = self.do_split()
-        _, val_pool, inter_pool = self._resolve_tasks_and_pools(train_keys, val_keys)
+        train_pool, val_pool, inter_pool = self._resolve_tasks_and_pools(train_keys, val_keys)
         cases = sorted(val_keys)
         if self.final_validation_max_cases is not None:
             cases = cases[:int(self.final_validation_max_cases)]
@@ -717,20 +745,40 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         from nnunetv2.configuration import default_num_processes
         threads = torch.get_num_threads()
         torch.set_num_threads(max(1, min(threads, default_num_processes)))
+        seen_cases = sorted(train_keys)[:int(self.final_validation_seen_cases)]
+        seen_scores = {}
         try:
             self._predict_validation_cases(cases[rank::world], predictor, val_pool, inter_pool, out_folder,
                                            save_probabilities, scores, targets)
+            for case in seen_cases[rank::world]:  # healthy tissue the fold trained on, for comparison
+                image, foreground = self._full_case(train_pool, case, pair_seed(self.validation_seed, case, HEALTHY))
+                seen_scores.setdefault(HEALTHY, []).append(self._predict_full(predictor, image)[foreground])
         finally:
             torch.set_num_threads(threads)
         if self.is_ddp:
             scores, targets = gather_scores(scores, targets, world, dist.all_gather_object)
+            seen_scores, _ = gather_scores(seen_scores, {HEALTHY: [np.zeros(a.size, bool) for a in
+                                                                   seen_scores.get(HEALTHY, [])]}, world,
+                                           dist.all_gather_object)
         if self.local_rank == 0:
             summary = summarise(scores, targets, self.val_task_names)
+            groups = self.dataset_json.get("case_groups") or {}
+            unseen = bool(groups) and not ({groups.get(c) for c in train_keys} & {groups.get(c) for c in val_keys})
+            summary["healthy_training_images"] = healthy_false_positives(
+                np.concatenate(seen_scores[HEALTHY]) if seen_scores.get(HEALTHY) else np.zeros(0))
+            summary["healthy_training_images"]["cases"] = seen_cases
+            summary["validation_anatomy"] = {
+                "groups": sorted({str(groups.get(c)) for c in val_keys}) if groups else None,
+                "unseen_in_training": unseen,
+                "note": "validation cases share no group (subject, site, scanner) with the training cases" if unseen
+                        else "no case_groups in dataset.json, or groups shared: validation images are held out, "
+                             "their anatomy may not be"}
             summary.update({
                 "description": "pixel AP and AUROC of the full synthetic validation images (validation tasks "
                                "applied to the validation partition with a fixed seed), in preprocessed space; "
                                "pooled_with_healthy adds the foreground of every validation image as it is "
-                               "(negatives), healthy gives the scores that 1 % / 0.1 % of those voxels exceed",
+                               "(negatives), healthy gives the scores that 1 % / 0.1 % of those voxels exceed; "
+                               "healthy_training_images the same for training images (tissue the fold saw)",
                 "selection_metric": self.selection_metric,
                 "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
                 "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
@@ -743,8 +791,10 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             with_healthy = summary.get('pooled_with_healthy', {}).get('ap', float('nan'))
             self.print_to_log_file(f"Synthetic validation: pooled AP {summary['pooled']['ap']:.4f} "
                                    f"({with_healthy:.4f} with healthy negatives), AUROC "
-                                   f"{summary['pooled']['auroc']:.4f}; healthy voxels: "
-                                   f"{_healthy_line(summary.get('healthy'))}", also_print_to_console=True)
+                                   f"{summary['pooled']['auroc']:.4f}; healthy voxels of the validation images "
+                                   f"({'unseen anatomy' if unseen else 'held-out images'}): "
+                                   f"{_healthy_line(summary.get('healthy'))}; of training images: "
+                                   f"{_healthy_line(summary['healthy_training_images'])}", also_print_to_console=True)
             if self.dropped_tasks:  # again at the very end: the banner of the start has long scrolled away
                 self._warn_dropped()
         self.set_deep_supervision_enabled(True)
@@ -757,17 +807,13 @@ class AnomalyTaskTrainer(nnUNetTrainer):
 
         options = self._task_options()
         for case in cases:
-            data, seg = val_pool.load(case)
             for task in self._validation_tasks():
                 seed = pair_seed(self.validation_seed, case, task)
                 rng = np.random.default_rng(seed.spawn(1)[0])
-                image, foreground = case_view(data, seg, self.spatial_dims, rng if self.spatial_dims == 2 else None)
+                image, foreground = self._full_case(val_pool, case, seed)
                 anomalous, _, mask = make_validation_image(image, foreground, task, seed, intra_pool=val_pool,
                                                            inter_pool=inter_pool, options=options)
-                network_input = anomalous[:, None] if self.spatial_dims == 2 else anomalous
-                with torch.no_grad():
-                    logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(network_input))
-                probabilities = torch.sigmoid(logits.float().cpu())[0].numpy().reshape(mask.shape)
+                probabilities = self._predict_full(predictor, anomalous)
                 s, m = probabilities.ravel(), mask.ravel()
                 if task == HEALTHY:  # healthy tissue: the foreground only
                     s, m = s[foreground.ravel()], m[foreground.ravel()]
@@ -781,6 +827,20 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                     with atomic_path(os.path.join(out_folder, f"{case}__{task}.npz")) as tmp:
                         np.savez_compressed(tmp, probabilities=probabilities.astype(np.float16),
                                             anomaly_mask=mask, image=anomalous.astype(np.float16))
+
+
+    def _full_case(self, pool, case, seed):
+        """A whole case of `pool` as the final validation sees it: (image, foreground); a 2D slice drawn with `seed`."""
+        data, seg = pool.load(case)
+        rng = np.random.default_rng(seed.spawn(1)[0])
+        return case_view(data, seg, self.spatial_dims, rng if self.spatial_dims == 2 else None)
+
+    def _predict_full(self, predictor, image: np.ndarray) -> np.ndarray:
+        """Sliding-window probabilities of a whole channel-first image, shaped like its spatial axes."""
+        network_input = image[:, None] if self.spatial_dims == 2 else image
+        with torch.no_grad():
+            logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(network_input))
+        return torch.sigmoid(logits.float().cpu())[0].numpy().reshape(image.shape[1:])
 
 
 def _validation_digest(samples) -> str:

@@ -29,7 +29,8 @@ import torch
 from batchgeneratorsv2.transforms.base.basic_transform import BasicTransform, SegOnlyTransform
 from torch.nn.functional import interpolate
 
-__all__ = ["SyntheticAnomalyTransform", "SoftDownsampleForDSTransform", "foreground_from_segmentation"]
+__all__ = ["SyntheticAnomalyTransform", "AcquisitionVariationTransform", "SoftDownsampleForDSTransform",
+           "foreground_from_segmentation"]
 
 
 def foreground_from_segmentation(segmentation) -> np.ndarray:
@@ -54,7 +55,72 @@ def _worker_identity() -> tuple:
     return tuple(getattr(multiprocessing.current_process(), "_identity", ()) or ())
 
 
-class SyntheticAnomalyTransform(BasicTransform):
+class _PerSampleSeededTransform(BasicTransform):
+    """A transform that draws each sample's parameters from its own generator (see the module docstring)."""
+
+    def __init__(self, seed: int):
+        super().__init__()
+        self.seed = int(seed)
+        self._pid = None
+        self._worker = ()
+        self._counter = 0
+
+    def next_rng(self) -> np.random.Generator:
+        """The generator for the next sample of this process (deterministic per worker and call)."""
+        pid = os.getpid()
+        if pid != self._pid:  # first call in this (possibly freshly started) process
+            self._pid, self._worker, self._counter = pid, _worker_identity(), 0
+        sequence = np.random.SeedSequence(self.seed, spawn_key=(*self._worker, self._counter))
+        self._counter += 1
+        return np.random.default_rng(sequence)
+
+    def get_parameters(self, **data_dict) -> dict:
+        return {"rng": self.next_rng()}
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_pid"] = None  # a child process starts its own stream
+        return state
+
+
+class AcquisitionVariationTransform(_PerSampleSeededTransform):
+    """Show a healthy patch as another scan would (:func:`nnunet_anomaly.acquisition.vary_acquisition`).
+
+    Runs before :class:`SyntheticAnomalyTransform`, so the network learns these changes as normal. A
+    zoom moves the foreground, so the segmentation's foreground (label 1) follows it; padding (-1)
+    stays where it was outside the new foreground.
+
+    Parameters
+    ----------
+    options : nnunet_anomaly.acquisition.AcquisitionOptions
+    seed : int
+        Base seed of the per-worker, per-call generators.
+    """
+
+    def __init__(self, options, *, seed: int):
+        super().__init__(seed)
+        self.options = options
+
+    def apply(self, data_dict: dict, **params) -> dict:
+        from nnunet_anomaly.acquisition import vary_acquisition
+
+        image = data_dict["image"]
+        segmentation = data_dict["segmentation"]
+        image_np = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
+        seg_np = segmentation.numpy() if isinstance(segmentation, torch.Tensor) else np.asarray(segmentation)
+        foreground = foreground_from_segmentation(seg_np)
+        new_image, new_foreground = vary_acquisition(image_np.astype(np.float32, copy=False), foreground,
+                                                     params["rng"], self.options)
+        new_seg = np.where(new_foreground, 1, np.where(seg_np[0] < 0, seg_np[0], 0)).astype(seg_np.dtype)
+        data_dict["image"] = torch.from_numpy(np.ascontiguousarray(new_image))
+        data_dict["segmentation"] = torch.from_numpy(np.ascontiguousarray(new_seg[None]))
+        return data_dict
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.options}, seed={self.seed})"
+
+
+class SyntheticAnomalyTransform(_PerSampleSeededTransform):
     """Apply one synthetic anomaly task to the patch and replace the segmentation by its soft label.
 
     Parameters
@@ -80,33 +146,17 @@ class SyntheticAnomalyTransform(BasicTransform):
 
     def __init__(self, tasks: Sequence[str], *, seed: int, intra_pool=None, inter_pool=None, options=None,
                  p_anomaly: float = 1.0):
-        super().__init__()
+        super().__init__(seed)
         tasks = tuple(tasks)
         if not tasks:
             raise ValueError("tasks must name at least one task")
         if not 0.0 <= p_anomaly <= 1.0:
             raise ValueError(f"p_anomaly must be in [0, 1], got {p_anomaly}")
         self.tasks = tasks
-        self.seed = int(seed)
         self.intra_pool = intra_pool
         self.inter_pool = inter_pool
         self.options = options
         self.p_anomaly = float(p_anomaly)
-        self._pid = None
-        self._worker = ()
-        self._counter = 0
-
-    def next_rng(self) -> np.random.Generator:
-        """The generator for the next sample of this process (deterministic per worker and call)."""
-        pid = os.getpid()
-        if pid != self._pid:  # first call in this (possibly freshly started) process
-            self._pid, self._worker, self._counter = pid, _worker_identity(), 0
-        sequence = np.random.SeedSequence(self.seed, spawn_key=(*self._worker, self._counter))
-        self._counter += 1
-        return np.random.default_rng(sequence)
-
-    def get_parameters(self, **data_dict) -> dict:
-        return {"rng": self.next_rng()}
 
     def apply(self, data_dict: dict, **params) -> dict:
         image = data_dict["image"]
@@ -132,11 +182,6 @@ class SyntheticAnomalyTransform(BasicTransform):
             return image, zero_label
         label = np.clip(np.asarray(result.label, dtype=np.float32), 0.0, 1.0)
         return np.asarray(result.image, dtype=np.float32), label
-
-    def __getstate__(self):
-        state = dict(self.__dict__)
-        state["_pid"] = None  # a child process starts its own stream
-        return state
 
     def __repr__(self):
         # short: nnU-Net writes the transforms' repr into debug.json, and pools may hold arrays

@@ -16,8 +16,14 @@ which does two cheap things and is silent on any error:
    inside. When one of them is started on an anomaly model (its ``dataset.json`` holds our single
    ``anomaly`` region), the process stops at once with one line saying what to use instead. Any
    other use of these tools is left alone.
+3. **nnU-Net's trainer-lookup lines.** nnU-Net prints "Trainer '...' not found in
+   nnunetv2.training.nnUNetTrainer. Searching in external trainer paths..." before it finds our
+   trainers on ``nnUNet_extTrainer``, which reads like an error. A finder on ``sys.meta_path``
+   (it answers for ``nnunetv2.utilities.find_objects`` only, and costs an ordinary import one string
+   comparison) wraps that module's trainer lookup once it is loaded: the search lines are dropped,
+   "Using trainer '...' from: ..." stays, and on a failed lookup every line is printed.
 
-Set ``nnunet_anomaly_startup_hook=0`` to switch both off (then ``export nnUNet_extTrainer=$(python -m
+Set ``nnunet_anomaly_startup_hook=0`` to switch all three off (then ``export nnUNet_extTrainer=$(python -m
 nnunet_anomaly.plugin)`` finds the trainers). The ``.pth`` line runs this file by path, without
 importing the ``nnunet_anomaly`` package, so a source checkout on ``sys.path`` is never shadowed by
 the installed copy; the file therefore uses the standard library only.
@@ -200,12 +206,130 @@ def refusal(argv, environ=os.environ):
     return None
 
 
+# ------------------------------------------------------------------------ nnU-Net's trainer-lookup lines
+#: the nnU-Net module whose ``recursive_find_trainer_class_by_name`` prints the search lines
+FIND_OBJECTS_MODULE = "nnunetv2.utilities.find_objects"
+#: modules that import that function by name (they are patched too when already loaded)
+_LOOKUP_USERS = (FIND_OBJECTS_MODULE, "nnunetv2.inference.predict_from_raw_data", "nnunetv2.run.run_training")
+_SEARCH_LINE_STARTS = ("Searching in external trainer paths", "Searching in: ", "Searching for class ", "Found class ")
+
+
+def _is_search_line(line: str) -> bool:
+    line = line.strip()
+    return line.startswith(_SEARCH_LINE_STARTS) or (
+        line.startswith("Trainer '") and line.endswith("not found in nnunetv2.training.nnUNetTrainer."))
+
+
+def quiet_lookup_output(text: str) -> str:
+    """nnU-Net's trainer-lookup output without its search lines; what else it printed is kept, in order.
+
+    Examples
+    --------
+    >>> print(quiet_lookup_output(
+    ...     "Trainer 'T' not found in nnunetv2.training.nnUNetTrainer.\\n"
+    ...     "Searching in external trainer paths from environment variable 'nnUNet_extTrainer'...\\n"
+    ...     "Searching in: /ours\\nUsing trainer 'T' from: /ours\\n"), end="")
+    Using trainer 'T' from: /ours
+    """
+    return "".join(line for line in text.splitlines(keepends=True) if not _is_search_line(line))
+
+
+def quiet_lookup(find):
+    """`find` (nnU-Net's ``recursive_find_trainer_class_by_name``) printing only :func:`quiet_lookup_output`.
+
+    When the lookup fails, everything it printed is shown (the search lines then say where it looked).
+    Wrapping twice returns the first wrapper.
+    """
+    if getattr(find, "_nnunet_anomaly_quiet", False):
+        return find
+
+    def recursive_find_trainer_class_by_name(trainer_name, *args, **kwargs):
+        import contextlib
+        import io
+
+        buffer = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(buffer):
+                found = find(trainer_name, *args, **kwargs)
+        except BaseException:
+            if sys.stdout is not None:
+                sys.stdout.write(buffer.getvalue())
+            raise
+        if sys.stdout is not None:
+            sys.stdout.write(quiet_lookup_output(buffer.getvalue()))
+        return found
+
+    recursive_find_trainer_class_by_name.__doc__ = getattr(find, "__doc__", None)
+    recursive_find_trainer_class_by_name.__wrapped__ = find
+    recursive_find_trainer_class_by_name._nnunet_anomaly_quiet = True
+    return recursive_find_trainer_class_by_name
+
+
+def quiet_trainer_lookup() -> None:
+    """In this process, make nnU-Net's loaded trainer lookup quiet (:func:`quiet_lookup`); for our own commands,
+    which need it even where the start-up hook is switched off."""
+    for name in _LOOKUP_USERS:
+        module = sys.modules.get(name)
+        find = getattr(module, "recursive_find_trainer_class_by_name", None)
+        if find is not None:
+            module.recursive_find_trainer_class_by_name = quiet_lookup(find)
+
+
+class _QuietLoader:
+    """The loader of nnU-Net's ``find_objects``, which wraps its trainer lookup after running the module."""
+
+    def __init__(self, loader):
+        self.loader = loader
+
+    def __getattr__(self, name):
+        return getattr(self.__dict__["loader"], name)
+
+    def create_module(self, spec):
+        return self.loader.create_module(spec)
+
+    def exec_module(self, module):
+        self.loader.exec_module(module)
+        find = getattr(module, "recursive_find_trainer_class_by_name", None)
+        if find is not None:
+            module.recursive_find_trainer_class_by_name = quiet_lookup(find)
+
+
+class QuietTrainerLookupFinder:
+    """A ``sys.meta_path`` finder for :data:`FIND_OBJECTS_MODULE` only: the other finders find it, we wrap its loader."""
+
+    _nnunet_anomaly_quiet = True
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname != FIND_OBJECTS_MODULE:
+            return None
+        for finder in sys.meta_path:
+            if getattr(finder, "_nnunet_anomaly_quiet", False) or not hasattr(finder, "find_spec"):
+                continue
+            spec = finder.find_spec(fullname, path, target)
+            if spec is not None:
+                break
+        else:
+            return None
+        if spec.loader is not None and hasattr(spec.loader, "exec_module"):
+            spec.loader = _QuietLoader(spec.loader)
+        return spec
+
+
+def install_quiet_trainer_lookup(meta_path=None) -> None:
+    """Put :class:`QuietTrainerLookupFinder` first on ``sys.meta_path`` (once; spawned workers run the hook again)."""
+    meta_path = sys.meta_path if meta_path is None else meta_path
+    if not any(getattr(finder, "_nnunet_anomaly_quiet", False) for finder in meta_path):
+        meta_path.insert(0, QuietTrainerLookupFinder())
+
+
 def main(environ=os.environ, argv=None) -> None:
-    """What the ``.pth`` line runs: register the trainer folder, then maybe stop an nnU-Net evaluation tool."""
+    """What the ``.pth`` line runs: register the trainer folder, quiet nnU-Net's trainer search, then maybe stop
+    an nnU-Net evaluation tool."""
     if not hook_enabled(environ):
         return
     package_dir = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
     register_ext_trainer_dir(package_dir, environ)
+    install_quiet_trainer_lookup()
     message = refusal(sys.argv if argv is None else argv, environ)
     if message:
         # Python is still starting (site is processing .pth files): nothing to clean up, and a SystemExit
