@@ -262,18 +262,16 @@ def score(workdir: Path, model: Path) -> dict:
     by_anatomy = {}
     test_groups = quality.split_by_anatomy(test, test_records, key="anatomy")
     synthetic_groups = quality.split_by_anatomy(synthetic, synthetic_records, key="anatomy")
+    lesion_rows = quality.quality_of_groups(maps, test_groups, folds)
+    synthetic_rows = quality.quality_of_groups(synthetic_maps, synthetic_groups, folds, quality.synthetic_quality)
     for anatomy in sorted(test_groups, key=lambda a: (a in trained_on, a)):
-        subset = test_groups[anatomy]
-        rows = quality.lesion_quality({n: {c: m[c] for c in subset} for n, m in maps.items()}, subset)
-        rows["mean of the folds"] = quality.mean_of_folds([rows[n] for n in folds])
+        rows = lesion_rows[anatomy]
         for row in rows.values():
             row.pop("case_scores", None)
         entry = {"trained_on": anatomy in trained_on, "lesions": rows}
         if anatomy in synthetic_groups:
             sub = synthetic_groups[anatomy]
-            entry["synthetic"] = quality.synthetic_quality({n: {c: m[c] for c in sub} for n, m in synthetic_maps.items()},
-                                                           sub)
-            entry["synthetic"]["mean of the folds"] = quality.mean_of_folds([entry["synthetic"][n] for n in folds])
+            entry["synthetic"] = synthetic_rows[anatomy]
             entry["unseen_tasks"] = unseen_task_quality([{c: m[c] for c in sub} for m in fold_synthetic], sub, summaries)
         by_anatomy[anatomy] = entry
     return {"validation": {f"fold {f}": {"train_tasks": summaries[f].get("train_tasks"),

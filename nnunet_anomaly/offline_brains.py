@@ -47,7 +47,8 @@ import numpy as np
 from nnunet_anomaly._io import atomic_path, write_json
 
 __all__ = ["BrainSource", "BRAIN_SOURCES", "BUNDLED", "DEFAULT_CACHE", "FETCH_COMMAND", "fetch_brains",
-           "available_brains", "load_brain", "brain_info", "write_cached_brain", "robex_mask", "main"]
+           "fetch_command", "available_brains", "load_brain", "brain_info", "write_cached_brain", "robex_mask",
+           "sitk_to_nibabel", "main"]
 
 #: the cache folder: ``$nnunet_anomaly_brains`` when set, else ``.cache/brains`` (relative to the working folder)
 DEFAULT_CACHE = os.environ.get("nnunet_anomaly_brains") or ".cache/brains"
@@ -198,9 +199,14 @@ def brain_info(name: str, cache=DEFAULT_CACHE) -> dict:
     raise KeyError(f"unknown brain {name!r}; known: {', '.join(sorted(BRAIN_SOURCES))}")
 
 
-def _missing(name: str, cache) -> FileNotFoundError:
-    hint = FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else \
+def fetch_command(cache=DEFAULT_CACHE) -> str:
+    """The set-up command that fills `cache` (:data:`FETCH_COMMAND` for the default cache)."""
+    return FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else \
         f"python -m nnunet_anomaly.offline_brains fetch --cache {cache}"
+
+
+def _missing(name: str, cache) -> FileNotFoundError:
+    hint = fetch_command(cache)
     known = "" if name in BRAIN_SOURCES else f" (not one of the known sources {', '.join(sorted(BRAIN_SOURCES))})"
     return FileNotFoundError(f"brain {name!r} is not in the cache {cache}{known}; fetch it once with: {hint}")
 
@@ -421,10 +427,16 @@ def _read_volume(paths: Sequence[Path]):
         image = reader.Execute()
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(True)
+    return sitk_to_nibabel(image)
+
+
+def sitk_to_nibabel(image):
+    """A SimpleITK image as nibabel sees it: (float32 array in (x, y, z) order, RAS+ voxel-to-world affine)."""
+    import SimpleITK as sitk
+
     data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
-    direction = np.array(image.GetDirection()).reshape(3, 3)
     affine = np.eye(4)
-    affine[:3, :3] = direction * np.array(image.GetSpacing())[None, :]
+    affine[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())[None, :]
     affine[:3, 3] = image.GetOrigin()
     affine[:2] *= -1  # ITK's LPS world -> RAS
     return data, affine

@@ -47,13 +47,13 @@ def _check_brains(cache) -> list:
     """The training anatomies found in the brain cache (at least five, for group-aware folds), or a ValueError
     that names what is missing and the set-up command; the test anatomies must all be there."""
     from nnunet_anomaly.dataset_conversion.Dataset990_MNIDemo import TEST_ANATOMIES, TRAIN_ANATOMIES
-    from nnunet_anomaly.offline_brains import DEFAULT_CACHE, FETCH_COMMAND, available_brains
+    from nnunet_anomaly.offline_brains import DEFAULT_CACHE, available_brains, fetch_command
 
     cache = DEFAULT_CACHE if cache is None else cache
     found = set(available_brains(cache))
     missing_test = [a for a in dict.fromkeys(TEST_ANATOMIES) if a not in found]
     train = [a for a in TRAIN_ANATOMIES if a in found]
-    fetch = FETCH_COMMAND if cache == DEFAULT_CACHE else f"python -m nnunet_anomaly.offline_brains fetch --cache {cache}"
+    fetch = fetch_command(cache)
     if missing_test or len(train) < 5:
         missing = missing_test + [a for a in TRAIN_ANATOMIES if a not in found]
         raise ValueError(f"the demo's healthy brains are not in {cache} (missing: {', '.join(missing)}); fetch them "

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["LESION_KINDS", "CASE_SCORE_RATE", "case_kind", "load_test_set", "load_maps", "intensity_maps",
-           "lesion_quality", "synthetic_quality", "mean_of_folds", "split_by_anatomy"]
+           "lesion_quality", "synthetic_quality", "mean_of_folds", "split_by_anatomy", "quality_of_groups"]
 
 LESION_KINDS = ("tumour", "cyst")
 #: a case's score: the score exceeded by this fraction of its brain voxels
@@ -166,4 +166,16 @@ def synthetic_quality(models: Mapping[str, Mapping[str, np.ndarray]], cases: Map
         row["auroc"] = {task: _ap(maps, cases, [c for c in cases if case_kind(c) == task], metric="auroc")
                         for task in tasks}
         out[name] = row
+    return out
+
+
+def quality_of_groups(maps: Mapping[str, Mapping[str, np.ndarray]], groups: Mapping[str, Mapping[str, dict]],
+                      folds: Sequence[str], score=lesion_quality) -> dict:
+    """``score`` (:func:`lesion_quality` or :func:`synthetic_quality`) of each group of cases, with the mean of
+    the `folds`' rows added as ``"mean of the folds"``: ``{group: {model: row}}``."""
+    out = {}
+    for group, cases in groups.items():
+        rows = score({name: {c: m[c] for c in cases} for name, m in maps.items()}, cases)
+        rows["mean of the folds"] = mean_of_folds([rows[name] for name in folds])
+        out[group] = rows
     return out

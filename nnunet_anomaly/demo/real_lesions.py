@@ -105,14 +105,9 @@ def robex_brain(image):
     import numpy as np
     import SimpleITK as sitk
 
-    from nnunet_anomaly.offline_brains import robex_mask
+    from nnunet_anomaly.offline_brains import robex_mask, sitk_to_nibabel
 
-    data = sitk.GetArrayFromImage(image).astype(np.float32).transpose(2, 1, 0)  # (z, y, x) -> (x, y, z)
-    affine = np.eye(4)
-    affine[:3, :3] = np.array(image.GetDirection()).reshape(3, 3) * np.array(image.GetSpacing())[None, :]
-    affine[:3, 3] = image.GetOrigin()
-    affine[:2] *= -1  # ITK's LPS world -> nibabel's RAS
-    mask = sitk.GetImageFromArray(robex_mask(data, affine).transpose(2, 1, 0).astype(np.float32))
+    mask = sitk.GetImageFromArray(robex_mask(*sitk_to_nibabel(image)).transpose(2, 1, 0).astype(np.float32))
     mask.CopyInformation(image)
     return mask
 

@@ -65,15 +65,12 @@ def quality_summary(ws: Workspace) -> dict:
     test_records = _read_json(raw / "test_cases.json") or {}
     synthetic_records = {r["case"]: r for r in _read_json(synthetic_dir / "cases.json") or [] if "seen" in r}
     by_anatomy = {}
-    synthetic_groups = quality.split_by_anatomy(synthetic, synthetic_records)
-    for group, subset in quality.split_by_anatomy(test, test_records).items():
-        rows = quality.lesion_quality({n: {c: m[c] for c in subset} for n, m in maps.items()}, subset)
-        rows["mean of the folds"] = quality.mean_of_folds([rows[name] for name in folds])
-        sub = synthetic_groups.get(group, {})
-        synthetic_rows = quality.synthetic_quality({n: {c: m[c] for c in sub} for n, m in synthetic_maps.items()},
-                                                   sub) if sub else {}
-        if synthetic_rows:
-            synthetic_rows["mean of the folds"] = quality.mean_of_folds([synthetic_rows[name] for name in folds])
+    test_groups = quality.split_by_anatomy(test, test_records)
+    lesion_groups = quality.quality_of_groups(maps, test_groups, folds)
+    synthetic_groups = quality.quality_of_groups(synthetic_maps, quality.split_by_anatomy(synthetic, synthetic_records),
+                                                 folds, quality.synthetic_quality)
+    for group, subset in test_groups.items():
+        rows, synthetic_rows = lesion_groups[group], synthetic_groups.get(group, {})
         by_anatomy[group] = {
             "anatomies": sorted({test_records[c]["anatomy"] for c in subset}),
             "cases": {kind: sum(quality.case_kind(c) == kind for c in subset) for kind in ("healthy", *quality.LESION_KINDS)},
