@@ -70,3 +70,31 @@ def plan_and_preprocess_3d_fullres(dataset_id: int) -> None:
                          show_progress_bar=False)
     plan_experiments([dataset_id])
     preprocess([dataset_id], configurations=("3d_fullres",), num_processes=(1,), show_progress_bar=False)
+
+
+def write_dicom(path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", window=None, frames=1) -> Path:
+    """A 12-bit CR radiograph (one frame, or `frames` stacked) written with pydicom: ``path``."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "CR"
+    ds.PatientID = "anon"
+    ds.Rows, ds.Columns = pixels.shape[-2:]
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    if window is not None:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ds.save_as(str(path), enforce_file_format=True)
+    return path

@@ -14,8 +14,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from _helpers import write_dicom
 
 from nnunet_anomaly import conversion
 from nnunet_anomaly.dataset_conversion import Dataset504_VinDrCXR as vindr
@@ -31,28 +30,6 @@ def _pixels(rng, bright_box=True):
         x0, y0, x1, y1 = BOX
         image[y0:y1, x0:x1] += 2500
     return np.clip(image, 0, 4095).astype(np.uint16)
-
-
-def write_dicom(path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", window=None) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.PatientID = "anon"
-    ds.Rows, ds.Columns = pixels.shape
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
 
 
 def _write_csv(path: Path, rows, with_rad=True):

@@ -16,8 +16,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 from PIL import Image
-from pydicom.dataset import FileDataset, FileMetaDataset
-from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+from _helpers import write_dicom
 
 from nnunet_anomaly import conversion
 from nnunet_anomaly.dataset_conversion import Dataset505_Radiographs as radiographs
@@ -34,30 +33,6 @@ def _pixels(rng, *, maximum=4095, bright_box=True) -> np.ndarray:
     if bright_box:
         image[BOX] += 0.5
     return np.clip(image, 0, 1) * maximum
-
-
-def write_dicom(path: Path, pixels: np.ndarray, *, photometric="MONOCHROME2", window=None, frames=1) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1"  # CR image storage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "CR"
-    ds.PatientID = "anon"
-    ds.Rows, ds.Columns = pixels.shape[-2:]
-    ds.SamplesPerPixel = 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    if window is not None:
-        ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = np.ascontiguousarray(pixels.astype(np.uint16)).tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
 
 
 def _hashes(root: Path) -> dict:
