@@ -65,6 +65,15 @@ DATASET = "Dataset990_MNIDemo"
 CONFIGURATION = "3d_demo"
 FOLDS = (0, 1, 2, 3, 4)
 POWERS = (1, 2, 4)
+FINAL = "checkpoint_final.pth"
+
+
+def _outputs(workdir: Path, checkpoint: str) -> tuple[Path, Path]:
+    """Where the predictions and the results of `checkpoint` go (the final checkpoint's: the plain names)."""
+    if checkpoint == FINAL:
+        return workdir / "predictions", workdir / "bench_quality.json"
+    stem = Path(checkpoint).stem
+    return workdir / f"predictions_{stem}", workdir / f"bench_quality_{stem}.json"
 
 
 # ------------------------------------------------------------------------------------------ running tools
@@ -145,7 +154,8 @@ def prepare_data(workdir: Path, train_anatomies=None) -> None:
         write_json(workdir / "synthetic" / "cases.json", records)
 
 
-def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code: Path | None) -> dict:
+def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code: Path | None,
+                      checkpoint: str = FINAL) -> dict:
     """Train every fold (concurrently), then predict each fold alone on both test sets; CPU and wall seconds."""
     logs = workdir / "logs"
     raw = workdir / "raw" / DATASET
@@ -165,8 +175,8 @@ def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code:
         if output.is_dir() and any(output.glob("*.npz")):
             return 0.0
         return _run([_tool("nnUNetv2_predict"), "-i", inputs, "-o", output, "-d", 990, "-c", CONFIGURATION,
-                     "-tr", trainer, "-f", fold, "--save_probabilities", "-npp", 0, "-nps", 0, "-device", device,
-                     "--disable_tta"], _environment(workdir, code, nnUNet_def_n_proc=1),
+                     "-tr", trainer, "-f", fold, "-chk", checkpoint, "--save_probabilities", "-npp", 0, "-nps", 0,
+                     "-device", device, "--disable_tta"], _environment(workdir, code, nnUNet_def_n_proc=1),
                     logs / f"predict_{output.name}.log")
 
     timing = {}
@@ -174,8 +184,9 @@ def train_and_predict(workdir: Path, trainer: str, device: str, jobs: int, code:
     with ThreadPoolExecutor(jobs) as pool:
         timing["train_cpu_s"] = sum(pool.map(train, FOLDS))
     timing["train_wall_s"] = time.monotonic() - started
-    jobs_list = [(f, raw / "imagesTs", workdir / "predictions" / f"fold_{f}") for f in FOLDS] + \
-                [(f, workdir / "synthetic" / "imagesTs", workdir / "predictions" / f"synthetic_fold_{f}") for f in FOLDS]
+    predictions = _outputs(workdir, checkpoint)[0]
+    jobs_list = [(f, raw / "imagesTs", predictions / f"fold_{f}") for f in FOLDS] + \
+                [(f, workdir / "synthetic" / "imagesTs", predictions / f"synthetic_fold_{f}") for f in FOLDS]
     started = time.monotonic()
     with ThreadPoolExecutor(jobs) as pool:
         timing["predict_cpu_s"] = sum(pool.map(predict, jobs_list))
@@ -225,7 +236,7 @@ def unseen_task_quality(fold_maps, cases, summaries) -> dict:
     return out
 
 
-def score(workdir: Path, model: Path) -> dict:
+def score(workdir: Path, model: Path, checkpoint: str = FINAL) -> dict:
     from nnunet_anomaly.demo import quality
 
     raw = workdir / "raw" / DATASET
@@ -234,8 +245,9 @@ def score(workdir: Path, model: Path) -> dict:
     summaries = {f: json.loads((model / f"fold_{f}" / "validation" / "summary.json").read_text()) for f in FOLDS}
     validation = [fold_validation_ap(summaries[f]) for f in FOLDS]
     validation = [float("nan") if v is None else v for v in validation]
-    fold_maps = [quality.load_maps(workdir / "predictions" / f"fold_{f}", test) for f in FOLDS]
-    fold_synthetic = [quality.load_maps(workdir / "predictions" / f"synthetic_fold_{f}", synthetic) for f in FOLDS]
+    predictions = _outputs(workdir, checkpoint)[0]
+    fold_maps = [quality.load_maps(predictions / f"fold_{f}", test) for f in FOLDS]
+    fold_synthetic = [quality.load_maps(predictions / f"synthetic_fold_{f}", synthetic) for f in FOLDS]
     variants = {"probability mean, equal weights": (np.ones(len(FOLDS)), "probability")}
     for power in POWERS:
         variants[f"probability mean, validation AP^{power}"] = (np.asarray(validation) ** power, "probability")
@@ -286,7 +298,8 @@ def score(workdir: Path, model: Path) -> dict:
 
 def markdown(results: dict) -> str:
     f = lambda v: "n/a" if v is None or v != v else f"{v:.3f}"  # noqa: E731
-    lines = [f"#### {results['label']} (`{results['trainer']}`, {results['device']})", "",
+    lines = [f"#### {results['label']} (`{results['trainer']}`, `{results.get('checkpoint', FINAL)}`, "
+             f"{results['device']})", "",
              "| model | tumour AP | cyst AP | tumour AP +healthy | cyst AP +healthy | healthy 1% / 0.1% exceed | "
              "highest healthy case | lowest lesion case | synthetic AP (pooled) |", "|---|" + "---:|" * 8]
     for name, row in results["scores"]["lesions"].items():
@@ -328,14 +341,15 @@ def markdown(results: dict) -> str:
 
 
 def _save(workdir: Path, results: dict) -> None:
-    write_json(workdir / "bench_quality.json", json.loads(json.dumps(results, default=float)), indent=1)
+    write_json(_outputs(workdir, results.get("checkpoint", FINAL))[1], json.loads(json.dumps(results, default=float)),
+               indent=1)
 
 
-def rescore(workdir: Path) -> dict:
+def rescore(workdir: Path, checkpoint: str = FINAL) -> dict:
     """Recompute the scores of a finished run (``bench_quality.json``) from its folds and predictions."""
-    results = json.loads((workdir / "bench_quality.json").read_text())
+    results = json.loads(_outputs(workdir, checkpoint)[1].read_text())
     model = workdir / "results" / DATASET / f"{results['trainer']}__nnUNetPlans__{CONFIGURATION}"
-    results["scores"] = score(workdir, model)
+    results["scores"] = score(workdir, model, results.get("checkpoint", FINAL))
     _save(workdir, results)
     return results
 
@@ -350,21 +364,26 @@ def main(argv=None) -> int:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--train-anatomies", nargs="+", default=None, metavar="NAME",
                         help="anatomies of the training cases (default: the demo's); the test set stays the same")
+    parser.add_argument("--checkpoint", default=FINAL,
+                        help="the checkpoint each fold predicts with (default checkpoint_final.pth); another one's "
+                             "predictions and results get its name (predictions_checkpoint_best/, ...), so both "
+                             "checkpoints of one run can be scored side by side")
     parser.add_argument("--rescore", action="store_true", help="only recompute the scores of a finished --workdir")
     args = parser.parse_args(argv)
     if args.rescore:
-        print(markdown(rescore(args.workdir.absolute())))
+        print(markdown(rescore(args.workdir.absolute(), args.checkpoint)))
         return 0
     jobs = args.jobs or len(FOLDS)
     workdir = args.workdir.absolute()
     code = _overlay(args.code_path.absolute()) if args.code_path else None
     print(f"bench_quality: {args.label}: {args.trainer} on {args.device}, {jobs} job(s), in {workdir}", flush=True)
     prepare_data(workdir, args.train_anatomies)
-    timing = train_and_predict(workdir, args.trainer, args.device, jobs, code)
-    results = {"label": args.label, "trainer": args.trainer, "device": args.device, "jobs": jobs,
+    timing = train_and_predict(workdir, args.trainer, args.device, jobs, code, args.checkpoint)
+    results = {"label": args.label, "trainer": args.trainer, "checkpoint": args.checkpoint, "device": args.device,
+               "jobs": jobs,
                "code_path": str(args.code_path) if args.code_path else None,
                "timing": {k: v for k, v in timing.items() if k != "model"},
-               "scores": score(workdir, timing["model"])}
+               "scores": score(workdir, timing["model"], args.checkpoint)}
     _save(workdir, results)
     print(markdown(results))
     return 0

@@ -2,7 +2,7 @@
 
 * the external-pool step comes before the first 3D training command wherever one is shown;
 * which trainer reproduces the paper, and that the default keeps nnU-Net's SGD for 1000 x 250;
-* ``-chk checkpoint_best.pth`` is the selected model;
+* ``checkpoint_best.pth``, the selected model, is what ``nnunet_anomaly predict`` uses by default;
 * the number of folds of every trainer (``_T2`` / ``_T3``: 10);
 * what ``--c`` does, which of nnU-Net's tools apply, how the trainers are found.
 """
@@ -67,9 +67,18 @@ def test_nnunet_trainer_defaults_are_what_the_docs_say():
 
 @pytest.mark.parametrize("page", [ROOT / "README.md", DOCS / "prediction.md", DOCS / "training.md"],
                          ids=lambda p: p.name)
-def test_checkpoint_best_is_called_the_selected_model(page):
+def test_the_default_checkpoint_of_predict_is_the_one_the_docs_name(page):
+    import argparse
+
+    from nnunet_anomaly.nnunet.predict import configure_parser
+    parser = argparse.ArgumentParser()
+    configure_parser(parser)
+    default = parser.get_default("chk")
+    assert default == "checkpoint_best.pth"  # the selected model (issue 16 item 3)
     text = " ".join(page.read_text().split())
-    assert re.search(r"-chk checkpoint_best\.pth`?\*{0,2} (is|predicts with) the selected model", text), page.name
+    assert re.search(rf"`?{re.escape(default)}`?,? (the selected model|predicts with the selected|is the selected)"
+                     rf"|uses `{re.escape(default)}` by default", text), page.name
+    assert "default `checkpoint_final.pth`" not in text and "(`-chk`, default `checkpoint_final.pth`)" not in text
 
 
 def test_fold_counts_in_the_training_table_match_the_code():

@@ -77,3 +77,26 @@ def test_one_fold_is_exactly_nnunets_prediction():
     data = torch.zeros(1, 2, 2, 2)
     out = _predictor([17.0], None).predict_logits_from_preprocessed_data(data)
     assert torch.all(out == 17.0)  # no sigmoid/logit round trip (17 would saturate it)
+
+
+def test_an_identity_output_model_is_clipped_not_squashed():
+    """AnomalyTaskTrainer_reference regresses the raw output: its map is that output clipped to [0, 1]."""
+    data = torch.zeros(1, 2, 2, 2)
+    one = _predictor([0.3], None)
+    one.output_activation = "identity"
+    np.testing.assert_allclose(torch.sigmoid(one.predict_logits_from_preprocessed_data(data)).numpy(), 0.3, rtol=1e-5)
+    folds = _predictor([1.7, -0.5, 0.3], None)
+    folds.output_activation = "identity"
+    exported = torch.sigmoid(folds.predict_logits_from_preprocessed_data(data)).numpy()  # nnU-Net's export
+    np.testing.assert_allclose(exported, (1.0 + 0.0 + 0.3) / 3, rtol=1e-5)
+    folds.average_outputs = True  # the identity model's "logit mean": raw mean, then clipped
+    np.testing.assert_allclose(torch.sigmoid(folds.predict_logits_from_preprocessed_data(data)).numpy(),
+                               0.5, rtol=1e-5)
+
+
+def test_the_checkpoints_trainer_says_how_its_output_becomes_a_map():
+    from nnunet_anomaly.nnunet.ensemble import trainer_output_activation
+
+    assert trainer_output_activation("AnomalyTaskTrainer_reference") == "identity"
+    assert trainer_output_activation("AnomalyTaskTrainer_paper") == "sigmoid"
+    assert trainer_output_activation("nnUNetTrainer") == "sigmoid"

@@ -108,3 +108,68 @@ def test_the_task_presets_label_like_the_reference():
     ring = np.full((1, 7, 7), 0.6)
     ring[0, 3, 3] = 0.0
     assert gaussian_label(np.zeros((1, 7, 7)), ring, np.ones((7, 7), bool))[3, 3] > 0.9
+
+
+def _close_and_fill_before(label, mask):
+    """The labeller's closing and hole filling before issue 16 (scikit-image's reconstruction, float64), frozen."""
+    footprint = ndimage.generate_binary_structure(mask.ndim, 2)
+    out = label.astype(np.float64)
+    regions, _ = ndimage.label(mask)
+    for region in ndimage.find_objects(regions):
+        closed = ndimage.grey_closing(out[region], footprint=footprint)
+        seed = closed.copy()
+        seed[(slice(1, -1),) * mask.ndim] = closed.max()
+        out[region] = reconstruction(seed, closed, method="erosion", footprint=footprint)
+    return np.where(mask, np.clip(out, 0.0, 1.0), 0.0).astype(np.float32)
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_generator_labels_are_bit_for_bit_those_of_before(ndim, monkeypatch):
+    """Issue 16 item 7: the faster hole filling gives the same labels, every task, several seeds."""
+    from nnunet_anomaly import labelling
+    from nnunet_anomaly.pools import ArrayPool
+    from nnunet_anomaly.tasks import TASK_NAMES, TaskOptions, apply_tasks
+
+    rng = np.random.default_rng(100 + ndim)
+    shape = (96, 96) if ndim == 2 else (40, 48, 40)
+    image = ndimage.gaussian_filter(rng.normal(size=shape), 2).astype(np.float32)[None]
+    image /= image.std()
+    other = ndimage.gaussian_filter(rng.normal(size=shape), 1).astype(np.float32)[None]
+    pool = ArrayPool([image, other])
+    options = TaskOptions.cxr() if ndim == 2 else TaskOptions.brain()
+    fast = labelling._close_and_fill
+    compared = filled = 0
+    for seed in range(6):
+        for task in TASK_NAMES:
+            results = []
+            for fill in (_close_and_fill_before, fast):
+                monkeypatch.setattr(labelling, "_close_and_fill", fill)
+                results.append(apply_tasks(image, [task], np.random.default_rng(seed), intra_pool=pool,
+                                           inter_pool=pool, options=options))
+            before, now = results
+            np.testing.assert_array_equal(now.image, before.image)
+            assert now.label.dtype == before.label.dtype and now.label.tobytes() == before.label.tobytes()
+            raw = labelling.gaussian_label(image, before.image, before.mask, options.sigma, fill_holes=False)
+            compared += 1
+            filled += bool(np.any(before.label != raw))
+    assert compared == 6 * len(TASK_NAMES) and filled > 0  # the filling did something to compare
+
+
+@pytest.mark.parametrize("ndim", [2, 3])
+def test_fill_basins_equals_scikit_images_reconstruction(ndim):
+    from nnunet_anomaly.labelling import _reference_fill, fill_basins
+
+    rng = np.random.default_rng(ndim)
+    footprint = ndimage.generate_binary_structure(ndim, 2)
+    for trial in range(8):
+        shape = tuple(rng.integers(3, 30 if ndim == 2 else 14, size=ndim))
+        values = ndimage.gaussian_filter(rng.uniform(size=shape), 1.5).astype(np.float32)
+        values[values < np.quantile(values, 0.3)] = 0  # the label's zeros and saturated plateau
+        values[values > np.quantile(values, 0.9)] = 1
+        closed = ndimage.grey_closing(values, footprint=footprint)
+        expected = _reference_fill(closed.astype(np.float64), footprint)
+        got = fill_basins(closed, footprint)
+        assert got.dtype == np.float32 and np.array_equal(got.astype(np.float64), expected), (trial, shape)
+    bowl = np.full((5,) * ndim, 0.8, np.float32)
+    bowl[(2,) * ndim] = 0.1
+    assert fill_basins(bowl, footprint)[(2,) * ndim] == np.float32(0.8)  # a basin is filled to its rim

@@ -36,7 +36,8 @@ def model(tmp_path, monkeypatch):
     """nnUNet_results with one untrained model folder; returns (results, input folder, output folder)."""
     folder = tmp_path / "results" / DATASET / "AnomalyTaskTrainer__nnUNetPlans__3d_fullres"
     (folder / "fold_0").mkdir(parents=True)
-    (folder / "fold_0" / "checkpoint_final.pth").write_bytes(b"never read by a refused run")
+    for checkpoint in ("checkpoint_final.pth", "checkpoint_best.pth"):
+        (folder / "fold_0" / checkpoint).write_bytes(b"never read by a refused run")
     (folder / "dataset.json").write_text(json.dumps({
         "channel_names": {"0": "T1"}, "labels": {"background": 0, "anomaly": [1, 2]}, "regions_class_order": [1],
         "file_ending": ".nii.gz", "numTraining": 10}))

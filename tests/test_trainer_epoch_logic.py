@@ -107,7 +107,7 @@ def test_progress_png_is_written(tmp_path):
                            ("epoch_end_timestamps", 2.0), ("dice_per_class_or_region", [0.1]),
                            ("val_auroc", 0.6), ("val_ap_per_task", {"sink": 0.2}),
                            ("val_auroc_per_task", {"sink": 0.6}), ("val_ap", 0.2), ("val_ap_with_healthy", 0.1),
-                           ("val_healthy_fp", {"1%": 0.3, "0.1%": 0.6})]:
+                           ("val_healthy_fp", {"1%": 0.3, "0.1%": 0.6}), ("val_ap_bootstrap_sd", 0.02)]:
             logger.log(key, value, epoch)
     logger.plot_progress_png(str(tmp_path))
     from PIL import Image

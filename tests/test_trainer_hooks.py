@@ -102,3 +102,63 @@ def test_nnunet_augmentation_variant_honours_a_subclass_override():
     pipeline = trainer._training_transforms((16, 16, 16), ((0, 0),) * 3, None, (2,), False, None, None)
     assert isinstance(pipeline.transforms[0], _Marker)  # the subclass's augmentation, then the anomaly
     assert isinstance(pipeline.transforms[-1], SyntheticAnomalyTransform)
+
+
+def test_2d_fallback_to_the_builtin_images_is_loud_and_recorded(tmp_path, monkeypatch, capsys):
+    """Issue 16 item 5: without a pool, 2D inter_blend warns like 3D's drop and validation/summary.json records it."""
+    trainer = _bare(AnomalyTaskTrainer, INTER, tmp_path, monkeypatch)
+    trainer.spatial_dims = 2
+    _, _, inter_pool = trainer._resolve_tasks_and_pools(["a"], ["b"])
+    assert inter_pool is not None and trainer.train_task_names == ["inter_blend"]
+    err = capsys.readouterr().err
+    assert "WARNING: AnomalyTaskTrainer fold 1: inter_blend draws from 12 built-in natural images" in err
+    assert "export nnunet_anomaly_pool=" in err and "DatasetPool_ImageNet" in err
+    assert any("built-in natural images" in line for line in trainer.logged)
+    assert trainer.inter_blend_pool["source"] == "builtin_natural_images"
+    assert trainer.inter_blend_pool["images"] == 12 and trainer.inter_blend_pool["fallback"]
+    trainer._resolve_tasks_and_pools(["a"], ["b"])  # again for the final validation: warned once
+    assert "WARNING" not in capsys.readouterr().err
+
+
+def test_a_configured_pool_is_recorded_without_a_warning(tmp_path, monkeypatch, capsys):
+    trainer = _bare(AnomalyTaskTrainer, INTER, tmp_path, monkeypatch)
+    trainer.spatial_dims = 2
+    pool = tmp_path / "pool"
+    (pool / "images").mkdir(parents=True)
+    np.save(pool / "images" / "patch.npy", np.ones((8, 8), np.float32))
+    monkeypatch.setenv("nnunet_anomaly_pool", str(pool))
+    trainer._resolve_tasks_and_pools(["a"], ["b"])
+    assert "WARNING" not in capsys.readouterr().err
+    assert trainer.inter_blend_pool["source"] == "environment" and trainer.inter_blend_pool["images"] == 1
+
+
+def test_the_reference_variant_is_the_reference(monkeypatch):
+    """Issue 16 item 4: cubic resampling, MSE on the identity output, no test-time mirroring."""
+    import torch
+
+    from nnunet_anomaly.trainers import AnomalyTaskTrainer_paper, AnomalyTaskTrainer_reference
+
+    reference = AnomalyTaskTrainer_reference.__new__(AnomalyTaskTrainer_reference)
+    reference.task_options, reference.spatial_dims = None, 3
+    assert reference._task_options().interpolation_order == 3
+    assert reference._task_options().max_push == 5.0  # the brain preset otherwise
+    reference.spatial_dims = 2
+    assert reference._task_options().interpolation_order == 3 and reference._task_options().max_push == 10.0
+    paper = AnomalyTaskTrainer_paper.__new__(AnomalyTaskTrainer_paper)
+    paper.task_options, paper.spatial_dims = None, 3
+    assert paper._task_options().interpolation_order == 1  # the other trainers keep theirs
+
+    loss = AnomalyTaskTrainer_reference.loss_class()
+    assert loss(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)).item() == 1.0  # no sigmoid (that gives 0.25)
+    assert AnomalyTaskTrainer_reference.output_activation == "identity"
+    assert AnomalyTaskTrainer_paper.output_activation == "sigmoid"
+
+    def parent(self):
+        self.inference_allowed_mirroring_axes = (2,)
+        return "rotation", False, "patch", (2,)
+
+    monkeypatch.setattr(AnomalyTaskTrainer, "configure_rotation_dummyDA_mirroring_and_inital_patch_size", parent)
+    *_, mirror_axes = reference.configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+    assert mirror_axes == (2,)  # training keeps the left-right flip
+    assert reference.inference_allowed_mirroring_axes is None  # prediction does not mirror
+    assert not AnomalyTaskTrainer_reference.final_validation_mirroring

@@ -110,3 +110,12 @@ def test_results_folder_predicts_one_sigmoid_channel(trained, tmp_path):
         os.environ.pop("nnUNet_extTrainer", None)
     assert probabilities.shape == (1, *SHAPE)
     assert probabilities.min() >= 0.0 and probabilities.max() <= 1.0
+
+
+def test_training_samples_come_from_the_canvas_loader(trained):
+    """Issue 16 item 1: the trainer's own loader centres what fits and never shifts the brain out."""
+    from nnunet_anomaly.nnunet.sampling import CanvasDataLoader
+    _, _, trainer = trained
+    assert isinstance(trainer.dataloader_train.data_loader, CanvasDataLoader)
+    anomalous = [s for s in trainer._validation_samples if s.task != "healthy"]
+    assert anomalous and all(s.mask.any() for s in anomalous)  # made on the canvas: inside the patch

@@ -11,11 +11,13 @@ AnomalyTaskTrainer_MSE          MSE on the sigmoid probabilities instead of soft
 AnomalyTaskTrainer_nnUNetDA     nnU-Net's full data augmentation
 AnomalyTaskTrainer_PosEnc       positional-encoding input channels inside the network
 AnomalyTaskTrainer_paper        AdamW + the reference's per-step LR schedule + early stopping
-AnomalyTaskTrainer_reference    paper optimisation + MSE + no deep supervision + positional encoding
+AnomalyTaskTrainer_reference    paper optimisation + identity-output MSE + no deep supervision + pos. enc. + cubic, no TTA
 ..._paper_T2/_T3/_T4            the paper optimisation with 2 / 3 / 4 training tasks (and ``_reference_T*``)
 AnomalyTaskTrainer_ci           1 epoch x 5 iterations, cheap validation (CI)
 AnomalyTaskTrainer_demo         sized for the offline demo on 2 CPU cores
 AnomalyTaskTrainer_demoLong     the demo recipe at GPU scale (benchmarks/bench_quality.py)
+AnomalyTaskTrainer_demo2d       the chest X-ray demo (2D): the demo recipe + augmentation without mirroring
+AnomalyTaskTrainer_demo2dQuick  the chest X-ray demo's ``--quick`` run (1 epoch x 5 iterations)
 =============================  =======================================================================
 """
 from nnunet_anomaly.trainers.AnomalyTaskTrainer import (AnomalyTaskTrainer, AnomalyTaskTrainer_T2,
@@ -27,11 +29,13 @@ from nnunet_anomaly.trainers.paper import (AnomalyTaskTrainer_paper, AnomalyTask
                                            AnomalyTaskTrainer_reference, AnomalyTaskTrainer_reference_T2,
                                            AnomalyTaskTrainer_reference_T3, AnomalyTaskTrainer_reference_T4)
 from nnunet_anomaly.trainers.positional_encoding import AnomalyTaskTrainer_PosEnc
-from nnunet_anomaly.trainers.short_runs import AnomalyTaskTrainer_ci, AnomalyTaskTrainer_demo, AnomalyTaskTrainer_demoLong
+from nnunet_anomaly.trainers.short_runs import (AnomalyTaskTrainer_ci, AnomalyTaskTrainer_demo, AnomalyTaskTrainer_demo2d,
+                                                AnomalyTaskTrainer_demo2dQuick, AnomalyTaskTrainer_demoLong)
 
 __all__ = ["AnomalyTaskTrainer", "AnomalyTaskTrainer_T2", "AnomalyTaskTrainer_T3", "AnomalyTaskTrainer_T4",
            "AnomalyTaskTrainer_MSE", "AnomalyTaskTrainer_nnUNetDA", "AnomalyTaskTrainer_PosEnc",
            "AnomalyTaskTrainer_paper", "AnomalyTaskTrainer_paper_T2", "AnomalyTaskTrainer_paper_T3",
            "AnomalyTaskTrainer_paper_T4", "AnomalyTaskTrainer_reference", "AnomalyTaskTrainer_reference_T2",
            "AnomalyTaskTrainer_reference_T3", "AnomalyTaskTrainer_reference_T4", "AnomalyTaskTrainer_ci",
-           "AnomalyTaskTrainer_demo", "AnomalyTaskTrainer_demoLong"]
+           "AnomalyTaskTrainer_demo", "AnomalyTaskTrainer_demoLong", "AnomalyTaskTrainer_demo2d",
+           "AnomalyTaskTrainer_demo2dQuick"]

@@ -3,7 +3,9 @@
 Use them with the ``3d_paper`` / ``2d_paper`` configurations (whole image as patch, batch 8 / 50;
 ``python -m nnunet_anomaly.nnunet.planning add-preset -d DATASET 3d_paper``).
 """
-from nnunet_anomaly.nnunet.losses import SigmoidMSELoss
+from dataclasses import replace
+
+from nnunet_anomaly.nnunet.losses import IdentityMSELoss
 from nnunet_anomaly.trainers.positional_encoding import AnomalyTaskTrainer_PosEnc
 from nnunet_anomaly.nnunet.trainer import AnomalyTaskTrainer
 
@@ -16,12 +18,31 @@ class AnomalyTaskTrainer_paper(AnomalyTaskTrainer):
 
 
 class AnomalyTaskTrainer_reference(AnomalyTaskTrainer_PosEnc):
-    """Closest to Baugh et al.: the paper's optimisation, MSE on probabilities, no deep supervision,
-    positional-encoding channels, left-right flip only (3D) / no augmentation (2D)."""
+    """Closest to Baugh et al.: the paper's optimisation, MSE on the identity output, no deep supervision,
+    positional-encoding channels, left-right flip only (3D) / no augmentation (2D), cubic-spline
+    resampling in the blend and deformation tasks, no test-time mirroring.
+
+    The network's output is the anomaly score itself (no sigmoid): validation and ``nnunet_anomaly
+    predict`` clip it to [0, 1] (``output_activation``). Its checkpoints allow no test-time mirroring,
+    so nnU-Net's predictor does not mirror (the paper evaluates without).
+    """
     paper_schedule = True
     early_stopping_patience_steps = 5000
-    loss_class = SigmoidMSELoss
+    loss_class = IdentityMSELoss
+    output_activation = "identity"
     deep_supervision = False
+    final_validation_mirroring = False
+    #: the reference resamples blend sources and deformations with cubic splines
+    interpolation_order = 3
+
+    def _task_options(self):
+        return replace(super()._task_options(), interpolation_order=self.interpolation_order)
+
+    def configure_rotation_dummyDA_mirroring_and_inital_patch_size(self):
+        values = super().configure_rotation_dummyDA_mirroring_and_inital_patch_size()
+        # training keeps the left-right flip; prediction does not mirror (stored in the checkpoint)
+        self.inference_allowed_mirroring_axes = None
+        return values
 
 
 class AnomalyTaskTrainer_paper_T2(AnomalyTaskTrainer_paper):

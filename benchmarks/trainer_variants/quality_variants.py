@@ -72,3 +72,9 @@ class Bench_acquisition(AnomalyTaskTrainer_demo):
     from nnunet_anomaly.acquisition import AcquisitionOptions
     acquisition_variation = AcquisitionOptions()
     del AcquisitionOptions
+
+
+class Bench_seed1(AnomalyTaskTrainer_demo):
+    """The demo trainer with other seeds (weights, case sampling, anomalies): how much one run's numbers move."""
+    training_seed = 1
+    anomaly_seed = 1

@@ -18,6 +18,10 @@ demo's working folder (the user's own values are never read or changed):
    (:func:`write_report`), whose first section says whether the models find the lesions, with the
    numbers of :mod:`~.quality`.
 
+``--setting cxr`` runs the same shape in 2D on real chest radiographs (:mod:`~.cxr`: 5 healthy
+images train, 3 healthy and 8 pneumonia images are scored sample-wise, synthetic lesions on the
+held-out healthy ones pixel-wise), reusing these steps' training and prediction.
+
 Every step writes a done-stamp last (atomically); a re-run skips finished steps and redoes an
 interrupted one from a clean folder, so Ctrl-C never leaves a half-written result behind.
 

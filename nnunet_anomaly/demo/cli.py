@@ -9,7 +9,7 @@ from typing import Sequence
 
 from nnunet_anomaly.demo.real_lesions import REAL_LESION_FETCH, find_real_lesions
 from nnunet_anomaly.demo.runner import StepFailed, Workspace, _duration
-from nnunet_anomaly.demo.settings import DEFAULT_WORKDIR, DEMO, QUICK
+from nnunet_anomaly.demo.settings import CXR, CXR_QUICK, DEFAULT_WORKDIR, DEMO, QUICK
 from nnunet_anomaly.demo.steps import demo_steps
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -18,7 +18,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "from healthy brains of several people cached at set-up by `make brains`): build the data, nnUNetv2_plan_and_preprocess, nnUNetv2_train the "
         "five folds of T=1 (at the same time on a CPU), nnunet_anomaly predict the ensemble, nnUNetv2_predict "
         "every fold, nnunet_anomaly evaluate, and write a Markdown report with figures. Finished steps are "
-        "reused on a re-run.")
+        "reused on a re-run. --setting cxr: the same on real chest radiographs (8 healthy, 8 pneumonia, cached at "
+        "set-up by `make radiographs`), scored sample-wise as the paper scores chest X-rays.")
+    parser.add_argument("--setting", choices=("brain", "cxr"), default="brain",
+                        help="brain (default): 3D brain MRI (Dataset990_MNIDemo); cxr: 2D chest radiographs "
+                             "(Dataset992_CXRDemo, from the cache of --radiographs)")
     parser.add_argument("--workdir", default=DEFAULT_WORKDIR,
                         help=f"working folder for the data, models, predictions and report (default: {DEFAULT_WORKDIR})")
     parser.add_argument("--quick", action="store_true",
@@ -41,6 +45,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                              "only real lesions installable offline; fetched once by the set-up step "
                              f"`{REAL_LESION_FETCH}`. Skipped with a message when absent. "
                              "(default: .cache/real_lesions)")
+    parser.add_argument("--radiographs", default=None, metavar="DIR",
+                        help="--setting cxr: the cache of real chest radiographs, filled once at set-up by "
+                             "`make radiographs` (default: $nnunet_anomaly_radiographs, else .cache/radiographs)")
 
 
 def _check_brains(cache) -> list:
@@ -92,6 +99,8 @@ def _resolve_jobs(jobs: str, device: str, settings) -> int:
 def run(args: argparse.Namespace) -> int:
     if args.num_processes < 1:
         raise ValueError(f"--num-processes must be >= 1; got {args.num_processes}")
+    if getattr(args, "setting", "brain") == "cxr":
+        return _run_cxr(args)
     settings = QUICK if args.quick else DEMO
     device = _resolve_device(args.device)
     jobs = _resolve_jobs(args.jobs, device, settings)
@@ -108,6 +117,31 @@ def run(args: argparse.Namespace) -> int:
               f"with `{REAL_LESION_FETCH}`; nothing is downloaded at run time)")
     else:
         print(f"real lesions: pyradiomics {', '.join(sorted(sources))} from {args.real_lesions}")
+    return _run_steps(ws)
+
+
+def _run_cxr(args: argparse.Namespace) -> int:
+    """``--setting cxr``: the chest X-ray demo on the cached radiographs (nnunet_anomaly.demo.cxr)."""
+    from nnunet_anomaly.demo.cxr import check_radiographs
+    from nnunet_anomaly.offline_radiographs import DEFAULT_CACHE, radiograph_info
+
+    settings = CXR_QUICK if args.quick else CXR
+    device = _resolve_device(args.device)
+    jobs = _resolve_jobs(args.jobs, device, settings)
+    cache = DEFAULT_CACHE if args.radiographs is None else args.radiographs
+    radiographs = check_radiographs(cache, settings)
+    ws = Workspace(args.workdir, settings, device=device, num_processes=args.num_processes, verbose=args.verbose,
+                   jobs=jobs)
+    ws.radiographs, ws.radiograph_cache, ws.radiograph_source = radiographs, str(cache), radiograph_info(cache)
+    ws.workdir.mkdir(parents=True, exist_ok=True)
+    print(f"nnunet_anomaly demo ({settings.name}): working folder {ws.workdir}, device {device}, {jobs} job(s) "
+          f"at a time; radiographs from {cache} ({len(radiographs['normal'])} healthy, "
+          f"{len(radiographs['pneumonia'])} pneumonia)")
+    return _run_steps(ws)
+
+
+def _run_steps(ws: Workspace) -> int:
+    """Run the demo's steps in `ws`; 0, or 1 with one line when a step failed."""
     started = time.monotonic()
     previous_handler = signal.signal(signal.SIGTERM, _interrupt)  # `kill` is handled like Ctrl-C
     try:

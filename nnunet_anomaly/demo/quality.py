@@ -13,12 +13,20 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["LESION_KINDS", "CASE_SCORE_RATE", "case_kind", "load_test_set", "load_maps", "intensity_maps",
-           "lesion_quality", "synthetic_quality", "mean_of_folds", "split_by_anatomy", "quality_of_groups"]
+__all__ = ["LESION_KINDS", "CASE_SCORE_RATE", "SAMPLE_AGGREGATES", "case_kind", "load_test_set", "load_maps",
+           "intensity_maps", "lesion_quality", "synthetic_quality", "sample_aggregates", "sample_quality",
+           "mean_of_folds", "split_by_anatomy", "quality_of_groups"]
 
 LESION_KINDS = ("tumour", "cyst")
 #: a case's score: the score exceeded by this fraction of its brain voxels
 CASE_SCORE_RATE = 0.001
+#: a whole image's score (sample-wise, the chest X-ray setting), first the paper's (the mean of the map), then
+#: the reference's two others, then two that look at the image's highest scores only
+SAMPLE_AGGREGATES = {"mean": "mean of the map (the paper's sample score)",
+                     "percentile_75": "75th percentile of the map",
+                     "top_25_mean": "mean of the top 25 % of the map",
+                     "percentile_99": "99th percentile of the map",
+                     "top_0.1%": "score exceeded by 0.1 % of the pixels (99.9th percentile)"}
 
 
 def case_kind(case: str) -> str:
@@ -178,4 +186,46 @@ def quality_of_groups(maps: Mapping[str, Mapping[str, np.ndarray]], groups: Mapp
         rows = score({name: {c: m[c] for c in cases} for name, m in maps.items()}, cases)
         rows["mean of the folds"] = mean_of_folds([rows[name] for name in folds])
         out[group] = rows
+    return out
+
+
+def sample_aggregates(score_map: np.ndarray) -> dict[str, float]:
+    """The :data:`SAMPLE_AGGREGATES` of one anomaly map.
+
+    Examples
+    --------
+    >>> {k: round(v, 3) for k, v in sample_aggregates(np.arange(100, dtype=float) / 99).items()}
+    {'mean': 0.5, 'percentile_75': 0.75, 'top_25_mean': 0.879, 'percentile_99': 0.99, 'top_0.1%': 0.999}
+    """
+    values = np.sort(np.asarray(score_map, np.float64).ravel())
+    top = values[int(np.floor(0.75 * values.size)):]
+    return {"mean": float(values.mean()), "percentile_75": float(np.quantile(values, 0.75)),
+            "top_25_mean": float(top.mean()), "percentile_99": float(np.quantile(values, 0.99)),
+            "top_0.1%": float(np.quantile(values, 1 - CASE_SCORE_RATE))}
+
+
+def sample_quality(models: Mapping[str, Mapping[str, np.ndarray]], positive: Sequence[str],
+                   negative: Sequence[str]) -> dict:
+    """Per model: every case's :data:`SAMPLE_AGGREGATES`, and per aggregate the AUROC and AP of the `positive`
+    cases (e.g. pneumonia) against the `negative` ones (healthy) over cases.
+
+    Returns
+    -------
+    dict
+        ``{model: {"auroc": {aggregate: value}, "ap": {aggregate: value}, "scores": {case: {aggregate: value}}}}``.
+    """
+    from nnunet_anomaly.evaluation import auroc, average_precision
+
+    names = [*positive, *negative]
+    truth = np.array([True] * len(positive) + [False] * len(negative))
+    out = {}
+    for name, maps in models.items():
+        scores = {case: sample_aggregates(maps[case]) for case in names}
+        row = {"auroc": {}, "ap": {}, "scores": scores}
+        for aggregate in SAMPLE_AGGREGATES:
+            values = np.array([scores[c][aggregate] for c in names])
+            ok = truth.any() and not truth.all()
+            row["auroc"][aggregate] = float(auroc(values, truth)) if ok else float("nan")
+            row["ap"][aggregate] = float(average_precision(values, truth)) if ok else float("nan")
+        out[name] = row
     return out

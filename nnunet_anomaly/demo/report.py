@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from functools import partial
 from pathlib import Path
 from typing import Sequence
 
@@ -164,19 +165,65 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def copy_evaluation_figures(ws: Workspace, figures: Path, test_sets: Sequence[str]) -> list[tuple[str, str]]:
+    """Copy ``nnunet_anomaly evaluate``'s figures of `test_sets` into the report: (test set, file name) pairs."""
+    copied = []
+    for test_set in test_sets:
+        for source in sorted((ws.workdir / "evaluation" / test_set / "figures").glob("*.png")):
+            target = figures / f"evaluation_{test_set}_{source.name}"
+            _copy(source, target)
+            copied.append((test_set, target.name))
+    return copied
+
+
+def command_block(ws: Workspace, *steps: str) -> str:
+    """The commands that `steps` ran, as a bash block of the report."""
+    lines = [c for step in steps for c in ws.commands.get(step, [])]
+    return "```bash\n" + "\n".join(lines) + "\n```" if lines else "_(no command recorded)_"
+
+
+def time_per_step(ws: Workspace, steps) -> list[str]:
+    """The report's closing section: wall and CPU seconds of each of `steps` that ran, in their order."""
+    seconds = ws.step_seconds()
+    rows = [[step.name, f"{seconds[step.name][0]:.0f}", f"{seconds[step.name][1]:.0f}"] for step in steps
+            if step.name in seconds]
+    total_cpu = sum(v[1] for v in seconds.values())
+    return ["## Time per step", "",
+            "Wall-clock seconds of each step of this run (steps of one group, such as the fold models, run at the "
+            "same time, so their wall-clock times overlap), and CPU seconds (user + system) used by the step's "
+            "commands, their children included (a machine-independent measure of the work).", "",
+            _table(["step", "wall s", "CPU s"], [*rows, ["**from the first step to the report** (wall)",
+                                                         f"{ws.elapsed_seconds():.0f}", f"{total_cpu:.0f}"]]), ""]
+
+
+def plot_synthetic_overlays(ws: Workspace, figures: Path, title: str) -> None:
+    """``demo_overlays_synthetic.png``: the ensemble on the first synthetic case of each task."""
+    synthetic_dir = ws.workdir / "synthetic_test"
+    cases = [p.name[: -len(".nii.gz")] for p in sorted((synthetic_dir / "labelsTs").glob("*_000.nii.gz"))]
+    plot_overlays(figures / "demo_overlays_synthetic.png",
+                  [(c, synthetic_dir / "imagesTs" / f"{c}_0000.nii.gz",
+                    ws.workdir / "predictions" / "synthetic_ensemble" / f"{c}.npz", synthetic_dir / "labelsTs" / f"{c}.nii.gz")
+                   for c in cases], title)
+
+
+def start_report(ws: Workspace, summarise_quality) -> tuple[Path, Path, dict, dict]:
+    """The report's folders, the folds' validation summaries and ``report/quality.json`` (from `summarise_quality`)."""
+    report_dir = ws.workdir / "report"
+    figures = report_dir / "figures"
+    figures.mkdir(parents=True, exist_ok=True)
+    summary = summarise_quality(ws)
+    write_json(report_dir / "quality.json", summary)
+    return report_dir, figures, fold_validation_summaries(ws), summary
+
+
 def write_report(ws: Workspace) -> Path:
     """Write ``report/report.md``, ``report/quality.json`` and ``report/figures/*.png`` from the steps' outputs."""
     from nnunet_anomaly.demo.steps import demo_steps  # the steps write the report: imported late
     from nnunet_anomaly.tasks import TASK_NAMES
 
     s = ws.settings
-    report_dir = ws.workdir / "report"
-    figures = report_dir / "figures"
-    figures.mkdir(parents=True, exist_ok=True)
     raw = ws.dataset_raw
-    summaries = fold_validation_summaries(ws)
-    summary = quality_summary(ws)
-    write_json(report_dir / "quality.json", summary)
+    report_dir, figures, summaries, summary = start_report(ws, quality_summary)
     ensemble_tasks = {t: {"ap": summary["synthetic"]["ensemble"].get(t),
                           "auroc": summary["synthetic"]["ensemble"]["auroc"].get(t)} for t in TASK_NAMES}
     plot_validation(figures / "demo_validation.png", summaries, ensemble_tasks, list(TASK_NAMES))
@@ -189,13 +236,7 @@ def write_report(ws: Workspace) -> Path:
                     ws.workdir / "predictions" / "ensemble" / f"{c}.npz", raw / "labelsTs" / f"{c}.nii.gz")
                    for c in picked],
                   "demo test set (synthetic lesions, not training tasks): the ensemble")
-    synthetic_dir = ws.workdir / "synthetic_test"
-    synthetic_cases = [p.name[: -len(".nii.gz")] for p in sorted((synthetic_dir / "labelsTs").glob("*_000.nii.gz"))]
-    plot_overlays(figures / "demo_overlays_synthetic.png",
-                  [(c, synthetic_dir / "imagesTs" / f"{c}_0000.nii.gz",
-                    ws.workdir / "predictions" / "synthetic_ensemble" / f"{c}.npz", synthetic_dir / "labelsTs" / f"{c}.nii.gz")
-                   for c in synthetic_cases],
-                  "synthetic tasks on held-out healthy images: the ensemble")
+    plot_synthetic_overlays(ws, figures, "synthetic tasks on held-out healthy images: the ensemble")
     real_dir = ws.workdir / "real_lesions"
     real_cases = sorted(p.name[: -len(".nii.gz")] for p in (real_dir / "labelsTs").glob("*.nii.gz")) \
         if ws.real_lesion_sources else []
@@ -206,16 +247,8 @@ def write_report(ws: Workspace) -> Path:
                        for c in real_cases],
                       "REAL lesions (pyradiomics brain1/brain2, T1 post-contrast; domain-shifted): the ensemble")
     montage = _copy(ws.workdir / "task_montage" / "tasks_3d.png", figures / "demo_tasks_3d.png")
-    evaluation_figures = []
-    for test_set in ("ensemble", "synthetic"):
-        for source in sorted((ws.workdir / "evaluation" / test_set / "figures").glob("*.png")):
-            target = figures / f"evaluation_{test_set}_{source.name}"
-            _copy(source, target)
-            evaluation_figures.append((test_set, target.name))
-
-    def commands(*steps: str) -> str:
-        lines = [c for step in steps for c in ws.commands.get(step, [])]
-        return "```bash\n" + "\n".join(lines) + "\n```" if lines else "_(no command recorded)_"
+    evaluation_figures = copy_evaluation_figures(ws, figures, ("ensemble", "synthetic"))
+    commands = partial(command_block, ws)
 
     quick = s.name == "quick"
     counts = summary["cases"]
@@ -331,17 +364,7 @@ def write_report(ws: Workspace) -> Path:
     if montage:
         md += ["![task montage](figures/demo_tasks_3d.png)", ""]
 
-    seconds = ws.step_seconds()
-    order = [step.name for step in demo_steps(ws)]
-    rows = [[name, f"{seconds[name][0]:.0f}", f"{seconds[name][1]:.0f}"] for name in order if name in seconds]
-    total_cpu = sum(v[1] for v in seconds.values())
-    md += ["## Time per step", "",
-           "Wall-clock seconds of each step of this run (steps of one group, such as the fold models, run at the "
-           "same time, so their wall-clock times overlap), and CPU seconds (user + system) used by the step's "
-           "commands, their children included (a machine-independent measure of the work).", "",
-           _table(["step", "wall s", "CPU s"], [*rows, ["**from the first step to the report** (wall)",
-                                                        f"{ws.elapsed_seconds():.0f}", f"{total_cpu:.0f}"]]),
-           ""]
+    md += time_per_step(ws, demo_steps(ws))
     text = "\n".join(md) + "\n"
     write_text(report_dir / "report.md", text)
     return report_dir / "report.md"

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple, Sequence
 
 from nnunet_anomaly._io import write_json
-from nnunet_anomaly.demo.settings import DATASET_NAME, PLANS, STATE_FOLDER, DemoSettings
+from nnunet_anomaly.demo.settings import PLANS, STATE_FOLDER, DemoSettings
 
 class StepFailed(RuntimeError):
     """A command of the demo exited with an error (its log holds the details)."""
@@ -104,12 +104,12 @@ class Workspace:
     # -------------------------------------------------------------------- locations
     @property
     def dataset_raw(self) -> Path:
-        return self.raw / DATASET_NAME
+        return self.raw / self.settings.dataset_name
 
     @property
     def model_folder(self) -> Path:
         s = self.settings
-        return self.results / DATASET_NAME / f"{s.trainer}__{PLANS}__{s.configuration}"
+        return self.results / s.dataset_name / f"{s.trainer}__{PLANS}__{s.configuration}"
 
     def fold_folder(self, fold: int) -> Path:
         return self.model_folder / f"fold_{fold}"
@@ -137,9 +137,11 @@ class Workspace:
         env.pop("nnunet_anomaly_pool", None)
         if training:
             # the inter-dataset blending task draws from the demo set's external pool (one rule, see
-            # nnunet_anomaly.nnunet.sources); on CPU nnU-Net's spawned augmentation workers cost more
-            # than they give on two cores, so augmentation runs in the main process
-            env["nnunet_anomaly_pool"] = str(self.dataset_raw / "external_pool")
+            # nnunet_anomaly.nnunet.sources; 2D: the built-in natural images, as no pool is set); on CPU
+            # nnU-Net's spawned augmentation workers cost more than they give on two cores, so augmentation
+            # runs in the main process
+            if self.settings.setting == "brain":
+                env["nnunet_anomaly_pool"] = str(self.dataset_raw / "external_pool")
             if self.device == "cpu":
                 env["nnUNet_n_proc_DA"] = "0"
         else:

@@ -8,7 +8,7 @@ from typing import Callable
 from nnunet_anomaly._io import write_json
 from nnunet_anomaly.demo.real_lesions import prepare_real_lesions
 from nnunet_anomaly.demo.runner import Step, Workspace, _tool
-from nnunet_anomaly.demo.settings import DATASET_ID, DATASET_NAME, PLANS
+from nnunet_anomaly.demo.settings import CHECKPOINT, CXR_DATASET_NAME, DATASET_NAME, PLANS
 from nnunet_anomaly.demo.synthetic import build_synthetic_test_set
 
 
@@ -27,27 +27,29 @@ def _build_dataset(ws: Workspace) -> None:
 
 
 def _plan_and_preprocess(ws: Workspace) -> None:
-    argv = [*_tool("nnUNetv2_plan_and_preprocess"), "-d", DATASET_ID, "-c", ws.settings.base_configuration,
+    s = ws.settings
+    argv = [*_tool("nnUNetv2_plan_and_preprocess"), "-d", s.dataset_id, "-c", s.base_configuration,
             "-np", ws.num_processes, "-npfp", ws.num_processes]
     ws.command("plan_and_preprocess", argv)
     if ws.settings.configuration != ws.settings.base_configuration:
-        # the small demo configuration: the whole 4 mm brain as one patch (one sliding-window tile per
-        # image), 8 base features and one convolution per stage; it reuses the preprocessed 3d_fullres data
-        patch = [str(p) for p in ws.settings.patch_size]
+        # the small demo configuration: the whole 4 mm brain (or the whole 256 x 256 radiograph) as one patch
+        # (one sliding-window tile per image), 8 base features and one convolution per stage; it reuses the
+        # preprocessed data of the base configuration
+        patch = [str(p) for p in s.patch_size]
         ws.command("plan_and_preprocess", [sys.executable, "-m", "nnunet_anomaly.nnunet.planning", "add-config",
-                                           "-d", DATASET_ID, "--name", ws.settings.configuration, "--patch", *patch,
-                                           "--batch", 2, "--features", 8, "--convs-per-stage", 1,
-                                           "--base", ws.settings.base_configuration])
+                                           "-d", s.dataset_id, "--name", s.configuration, "--patch", *patch,
+                                           "--batch", s.batch_size, "--features", s.features,
+                                           "--convs-per-stage", s.convs_per_stage, "--base", s.base_configuration])
 
 
 def _train(fold: int) -> Callable[[Workspace], None]:
     def action(ws: Workspace) -> None:
         from tqdm.auto import tqdm
 
-        argv = [*_tool("nnUNetv2_train"), DATASET_ID, ws.settings.configuration, fold,
+        argv = [*_tool("nnUNetv2_train"), ws.settings.dataset_id, ws.settings.configuration, fold,
                 "-tr", ws.settings.trainer, "-device", ws.device]
         env = ws.environment(training=True)
-        shown = ["nnunet_anomaly_pool"] + (["nnUNet_n_proc_DA"] if "nnUNet_n_proc_DA" in env else [])
+        shown = [k for k in ("nnunet_anomaly_pool", "nnUNet_n_proc_DA") if k in env]
         with tqdm(desc=f"  fold {fold} epochs", unit="epoch", position=ws.bar_position, leave=False,
                   total=_trainer_epochs(ws.settings.trainer)) as epochs:
             ws.command(f"train_fold_{fold}", argv, env=env, progress=epochs,
@@ -68,7 +70,8 @@ def _trainer_epochs(trainer: str) -> int | None:
 
 #: the inputs the demo predicts: the demo test set, the synthetic held-out set, the real lesions
 INPUTS = {"lesions": ("nnUNet_raw", DATASET_NAME, "imagesTs"), "synthetic": ("synthetic_test", "imagesTs"),
-          "real": ("real_lesions", "imagesTs"), "both": ("fold_inputs",)}
+          "real": ("real_lesions", "imagesTs"), "both": ("fold_inputs",),
+          "radiographs": ("nnUNet_raw", CXR_DATASET_NAME, "imagesTs_imagelevel")}
 
 
 def _predict_ensemble(name: str, inputs: str, step: str) -> Callable[[Workspace], None]:
@@ -94,9 +97,9 @@ def _predict_fold(fold: int) -> Callable[[Workspace], None]:
 def _predict_argv(ws: Workspace, tool: str, inputs: str, output, folds) -> list:
     s = ws.settings
     verb = [*_tool("nnunet_anomaly"), "predict"] if tool == "nnunet_anomaly" else _tool(tool)
-    argv = [*verb, "-i", ws.workdir.joinpath(*INPUTS[inputs]), "-o", output, "-d", DATASET_ID, "-c",
-            s.configuration, "-tr", s.trainer, "-f", *folds, "--save_probabilities", "-npp", 0, "-nps", 0,
-            "-device", ws.device]
+    argv = [*verb, "-i", ws.workdir.joinpath(*INPUTS[inputs]), "-o", output, "-d", s.dataset_id, "-c",
+            s.configuration, "-tr", s.trainer, "-f", *folds, "-chk", CHECKPOINT, "--save_probabilities", "-npp", 0,
+            "-nps", 0, "-device", ws.device]
     return argv + (["--disable_tta"] if s.disable_tta else [])
 
 
@@ -135,8 +138,12 @@ def _report(ws: Workspace) -> None:
 
 
 def demo_steps(ws: Workspace) -> list[Step]:
-    """The demo's steps, in order, for the working folder `ws`."""
+    """The demo's steps, in order, for the working folder `ws` (the chest X-ray demo's for ``--setting cxr``)."""
     s = ws.settings
+    if s.setting == "cxr":
+        from nnunet_anomaly.demo.cxr import cxr_steps
+
+        return cxr_steps(ws)
     predictions = ws.workdir / "predictions"
     steps = [
         Step("dataset", "build the offline demo dataset (Dataset990_MNIDemo)", (ws.dataset_raw,),

@@ -5,8 +5,9 @@ from pathlib import Path
 
 from nnunet_anomaly._io import atomic_path, read_image
 
-def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: int = 2, seed: int = 0) -> list[dict]:
-    """Apply each synthetic task to the held-out healthy test images of the demo set.
+def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: int = 2, seed: int = 0,
+                             images_folder: str = "imagesTs") -> list[dict]:
+    """Apply each synthetic task to the held-out healthy test images of the demo set (3D or 2D).
 
     The healthy test images (``imagesTs/test_healthy_*``) were never seen in training, so this is the
     paper's structured validation on held-out images, for every task, usable with any model (the
@@ -15,6 +16,10 @@ def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: i
 
     Writes ``output_folder/imagesTs/{task}_{nnn}_0000.nii.gz`` and ``output_folder/labelsTs/{task}_{nnn}.nii.gz``
     (the anomaly mask; nnU-Net naming, the geometry of the source image) and returns one record per case.
+
+    2D images (the chest X-ray demo, whose healthy test images are in ``images_folder="imagesTs_imagelevel"``) get
+    the chest X-ray recipe (``TaskOptions.cxr()``), the whole image as foreground (as the reference) and,
+    without an ``external_pool/``, the trainers' built-in 2D pool (scikit-image's natural images).
 
     Raises
     ------
@@ -28,22 +33,30 @@ def build_synthetic_test_set(dataset_folder, output_folder, *, cases_per_task: i
     from nnunet_anomaly.tasks import TASK_NAMES, PlacementError, TaskOptions, apply_tasks
 
     dataset_folder, output_folder = Path(dataset_folder), Path(output_folder)
-    healthy = sorted((dataset_folder / "imagesTs").glob("test_healthy_*_0000.nii.gz"))
+    healthy = sorted((dataset_folder / images_folder).glob("test_healthy_*_0000.nii.gz"))
     if not healthy:
-        raise FileNotFoundError(f"{dataset_folder / 'imagesTs'}: no test_healthy_*_0000.nii.gz images")
+        raise FileNotFoundError(f"{dataset_folder / images_folder}: no test_healthy_*_0000.nii.gz images")
     images, brains, references = [], [], []
     for path in healthy:
         reference = read_image(path)
         case = path.name[: -len("_0000.nii.gz")]
         brain_path = dataset_folder / "brainmasksTs" / f"{case}.nii.gz"
         image = sitk.GetArrayFromImage(reference).astype(np.float32)
-        brain = (sitk.GetArrayFromImage(read_image(brain_path)) > 0) if brain_path.is_file() else image != 0
+        if brain_path.is_file():
+            brain = sitk.GetArrayFromImage(read_image(brain_path)) > 0
+        else:  # the demo's skull-stripped brains: non-zero; a radiograph: all of it
+            brain = image != 0 if image.ndim == 3 else np.ones(image.shape, bool)
         images.append(image)
         brains.append(brain)
         references.append(reference)
-    inter_pool = FolderPool(dataset_folder / "external_pool")
+    if (dataset_folder / "external_pool").is_dir() or images[0].ndim == 3:
+        inter_pool = FolderPool(dataset_folder / "external_pool")
+    else:  # what the trainers draw from in 2D without a configured pool (nnunet_anomaly.nnunet.sources)
+        from nnunet_anomaly.offline_data import natural_images
+
+        inter_pool = ArrayPool([image[None].astype(np.float32) for image in natural_images()])
     anatomy = _test_anatomies(dataset_folder)
-    options = TaskOptions.brain()
+    options = TaskOptions.brain() if images[0].ndim == 3 else TaskOptions.cxr()
     records = []
     for task_index, task in enumerate(TASK_NAMES):
         for k in range(cases_per_task):

@@ -29,7 +29,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from nnunet_anomaly.nnunet.crossval import fold_validation_ap
 
-__all__ = ["FOLD_WEIGHTINGS", "validation_weights", "ProbabilityEnsemblePredictor"]
+__all__ = ["FOLD_WEIGHTINGS", "validation_weights", "ProbabilityEnsemblePredictor", "trainer_output_activation"]
 
 #: how fold models are weighted: "uniform" (the default) or "validation" (their synthetic validation AP)
 FOLD_WEIGHTINGS = ("uniform", "validation")
@@ -93,6 +93,20 @@ def validation_weights(model_folder, folds: Sequence, *, weighting: str = "unifo
             "validation_ap": scores, "note": note}
 
 
+def trainer_output_activation(trainer_name: str) -> str:
+    """``output_activation`` of the trainer class a checkpoint names: "sigmoid" or "identity".
+
+    The checkpoint stores the trainer's class name, and the class says how its output becomes a map
+    (``AnomalyTaskTrainer.output_activation``); a class that says nothing (nnU-Net's own) is "sigmoid".
+    """
+    from nnunetv2.utilities import find_objects
+
+    if not trainer_name:
+        return "sigmoid"
+    trainer_class = find_objects.recursive_find_trainer_class_by_name(trainer_name)
+    return getattr(trainer_class, "output_activation", "sigmoid") if trainer_class is not None else "sigmoid"
+
+
 class ProbabilityEnsemblePredictor(nnUNetPredictor):
     """``nnUNetPredictor`` that averages the folds' sigmoid probabilities, with weights, not their logits.
 
@@ -101,18 +115,37 @@ class ProbabilityEnsemblePredictor(nnUNetPredictor):
     so nnU-Net's own sigmoid at export restores ``p`` (to float32 precision; ``p`` is kept in
     ``[1e-7, 1 - 1e-7]``). Set :attr:`fold_weights` (one per loaded fold, in the order of
     ``use_folds``) after ``initialize_from_trained_model_folder``; ``None`` means equal weights.
+
+    A model whose trainer has ``output_activation = "identity"`` (``AnomalyTaskTrainer_reference``:
+    MSE on the raw output) has no logits: each fold's map is its output clipped to [0, 1], and that
+    map goes through the same ``log(p / (1 - p))`` hand-back, so nnU-Net's export writes the clipped
+    map instead of a sigmoid of scores (even for one fold). With :attr:`average_outputs` the folds' raw
+    outputs are averaged first and the mean is clipped (the identity model's "logit mean").
     """
 
     #: weights of the loaded folds (summing to 1), or None for equal weights
     fold_weights: Sequence[float] | None = None
+    #: how the loaded model's output becomes a map; set from the checkpoint's trainer on initialisation
+    output_activation: str = "sigmoid"
+    #: identity-output models only: average the raw outputs, then clip (instead of averaging clipped maps)
+    average_outputs: bool = False
+
+    def initialize_from_trained_model_folder(self, *args, **kwargs):
+        super().initialize_from_trained_model_folder(*args, **kwargs)
+        self.output_activation = trainer_output_activation(self.trainer_name)
 
     def predict_logits_from_preprocessed_data(self, data: torch.Tensor) -> torch.Tensor:
         from nnunetv2.configuration import default_num_processes
         from torch._dynamo import OptimizedModule
 
+        from nnunet_anomaly.nnunet.losses import output_to_map
+
         n = len(self.list_of_parameters)
-        if n == 1:  # one model: exactly nnU-Net's prediction
+        if n == 1 and self.output_activation == "sigmoid":  # one model: exactly nnU-Net's prediction
             return super().predict_logits_from_preprocessed_data(data)
+        # an identity model's raw mean (average_outputs) is mapped once, after the mean
+        per_fold = "identity_raw" if self.output_activation == "identity" and self.average_outputs \
+            else self.output_activation
         weights = np.full(n, 1.0 / n) if self.fold_weights is None else np.asarray(self.fold_weights, float)
         if weights.shape != (n,):
             raise ValueError(f"{n} fold models are loaded but {weights.size} fold weights were given")
@@ -123,8 +156,11 @@ class ProbabilityEnsemblePredictor(nnUNetPredictor):
             for params, weight in zip(self.list_of_parameters, weights):
                 network = self.network._orig_mod if isinstance(self.network, OptimizedModule) else self.network
                 network.load_state_dict(params)
-                probabilities = torch.sigmoid(self.predict_sliding_window_return_logits(data).to('cpu').float())
+                output = self.predict_sliding_window_return_logits(data).to('cpu').float()
+                probabilities = output.clone() if per_fold == "identity_raw" else output_to_map(output, per_fold)
                 mean = probabilities.mul_(float(weight)) if mean is None else mean.add_(probabilities, alpha=float(weight))
+            if per_fold == "identity_raw":
+                mean = output_to_map(mean, "identity")
             return torch.logit(mean.clamp_(1e-7, 1 - 1e-7))
         finally:
             torch.set_num_threads(threads)

@@ -1,7 +1,10 @@
 """Losses on soft anomaly targets, and nnU-Net's deep-supervision weighting for them.
 
-The network has one output channel (nnU-Net's region machinery applies a sigmoid at inference).
-Targets are the float soft labels in [0, 1] produced by the Gaussian labelling function.
+The network has one output channel. Its anomaly map is the sigmoid of that output (nnU-Net's region
+machinery applies the sigmoid at inference), or, for a trainer whose ``output_activation`` is
+``"identity"`` (the reference's MSE regression, :class:`IdentityMSELoss`), the output itself clipped
+to [0, 1] (:func:`output_to_map`). Targets are the float soft labels in [0, 1] produced by the Gaussian
+labelling function.
 """
 from __future__ import annotations
 
@@ -10,7 +13,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["SoftBCEWithLogitsLoss", "SigmoidMSELoss", "deep_supervision_weights", "with_deep_supervision"]
+__all__ = ["SoftBCEWithLogitsLoss", "SigmoidMSELoss", "IdentityMSELoss", "OUTPUT_ACTIVATIONS", "output_to_map",
+           "deep_supervision_weights", "with_deep_supervision"]
+
+#: how a network's output channel becomes an anomaly map: "sigmoid" (logits) or "identity" (clipped to [0, 1])
+OUTPUT_ACTIVATIONS = ("sigmoid", "identity")
+
+
+def output_to_map(output: torch.Tensor, activation: str = "sigmoid") -> torch.Tensor:
+    """The anomaly map in [0, 1] of a network output, for the trainer's ``output_activation``.
+
+    Examples
+    --------
+    >>> output = torch.tensor([-0.5, 0.0, 0.3, 1.7])
+    >>> [round(v, 3) for v in output_to_map(output).tolist()]
+    [0.378, 0.5, 0.574, 0.846]
+    >>> [round(v, 3) for v in output_to_map(output, "identity").tolist()]
+    [0.0, 0.0, 0.3, 1.0]
+    """
+    if activation == "sigmoid":
+        return torch.sigmoid(output.float())
+    if activation == "identity":
+        return output.float().clamp(0.0, 1.0)
+    raise ValueError(f"output activation must be one of {OUTPUT_ACTIVATIONS}; got {activation!r}")
 
 
 class SoftBCEWithLogitsLoss(nn.Module):
@@ -45,6 +70,25 @@ class SigmoidMSELoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         with torch.autocast(logits.device.type, enabled=False):
             return F.mse_loss(torch.sigmoid(logits.float()), target.float())
+
+
+class IdentityMSELoss(nn.Module):
+    """Mean squared error between the raw network output and soft targets (the reference's loss).
+
+    The reference's network ends in an identity and regresses the soft label with MSE, so the gradient
+    does not vanish where a positive is missed (as it does through a saturated sigmoid). Use it with
+    ``output_activation = "identity"`` so that validation and prediction clip the output to [0, 1]
+    instead of applying a sigmoid.
+
+    Examples
+    --------
+    >>> IdentityMSELoss()(torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)).item()
+    1.0
+    """
+
+    def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(output.device.type, enabled=False):
+            return F.mse_loss(output.float(), target.float())
 
 
 def deep_supervision_weights(num_outputs: int, *, ddp: bool = False) -> np.ndarray:

@@ -40,7 +40,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-c", required=True, help="configuration, e.g. 3d_fullres")
     parser.add_argument("-f", nargs="+", default=None,
                         help="folds to ensemble (default: every fold of the model folder that has the checkpoint)")
-    parser.add_argument("-chk", default="checkpoint_final.pth", help="checkpoint name (default checkpoint_final.pth)")
+    parser.add_argument("-chk", default="checkpoint_best.pth",
+                        help="checkpoint name (default checkpoint_best.pth, the model the synthetic validation "
+                             "selected; checkpoint_final.pth is the last epoch, nnU-Net's default)")
     parser.add_argument("--fold-weights", choices=("uniform", "validation"), default="uniform",
                         help="uniform (default): equal weights; validation: each fold weighs its synthetic validation "
                              "AP squared (fold_X/validation/summary.json)")
@@ -59,19 +61,25 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="keep the sliding-window accumulation off the GPU (for very large images)")
 
 
+#: the hint when a fold lacks the requested checkpoint (a model trained elsewhere may keep only one of them)
+_OTHER_CHECKPOINT = {"checkpoint_best.pth": "; -chk checkpoint_final.pth predicts with the last epoch instead",
+                     "checkpoint_final.pth": "; -chk checkpoint_best.pth predicts with the selected epoch instead"}
+
+
 def _folds(model_folder: str, requested, checkpoint: str) -> list:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     if requested is None:
         folds = nnUNetPredictor.auto_detect_available_folds(model_folder, checkpoint)
         if not folds:
-            raise FileNotFoundError(f"{model_folder}: no fold_X/{checkpoint}; train the folds first (nnUNetv2_train)")
+            raise FileNotFoundError(f"{model_folder}: no fold_X/{checkpoint}; train the folds first (nnUNetv2_train)"
+                                    f"{_OTHER_CHECKPOINT.get(checkpoint, '')}")
         return sorted(folds, key=lambda f: (isinstance(f, str), f))
     folds = [f if f == "all" else int(f) for f in requested]
     missing = [f for f in folds if not os.path.isfile(os.path.join(model_folder, f"fold_{f}", checkpoint))]
     if missing:
         raise FileNotFoundError(f"{model_folder}: no {checkpoint} for fold(s) {missing}; train them or leave them "
-                                "out of -f")
+                                f"out of -f{_OTHER_CHECKPOINT.get(checkpoint, '')}")
     return folds
 
 
@@ -340,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
-    from nnunet_anomaly.nnunet.ensemble import ProbabilityEnsemblePredictor, validation_weights
+    from nnunet_anomaly.nnunet.ensemble import (ProbabilityEnsemblePredictor, trainer_output_activation,
+                                                validation_weights)
     from nnunet_anomaly.plugin._startup import quiet_trainer_lookup
 
     weights = validation_weights(model_folder, folds, weighting=args.fold_weights)
@@ -352,7 +361,10 @@ def run(args: argparse.Namespace) -> int:
     elif args.device == "cuda":
         torch.set_num_threads(1)
         torch.set_num_interop_threads(1)
-    predictor_class = ProbabilityEnsemblePredictor if args.average == "probability" else nnUNetPredictor
+    # an identity-output model (AnomalyTaskTrainer_reference) has no logits for nnU-Net's sigmoid: always ours
+    quiet_trainer_lookup()
+    identity = trainer_output_activation(args.tr) == "identity"
+    predictor_class = ProbabilityEnsemblePredictor if args.average == "probability" or identity else nnUNetPredictor
     predictor = predictor_class(tile_step_size=args.step_size, use_gaussian=True, use_mirroring=not args.disable_tta,
                                 perform_everything_on_device=not args.not_on_device, device=torch.device(args.device),
                                 verbose=args.verbose, verbose_preprocessing=args.verbose,
@@ -361,6 +373,8 @@ def run(args: argparse.Namespace) -> int:
     predictor.initialize_from_trained_model_folder(model_folder, folds, checkpoint_name=args.chk)
     if args.average == "probability":
         predictor.fold_weights = weights["weights"]
+    elif identity:  # nnU-Net's rule for such a model: mean of the raw outputs, then clipped to [0, 1]
+        predictor.average_outputs = True
 
     os.makedirs(args.o, exist_ok=True)
     shown = ", ".join(f"fold {f}: {w:.3f}" for f, w in zip(weights["folds"], weights["weights"]))

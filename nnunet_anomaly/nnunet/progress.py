@@ -19,9 +19,10 @@ __all__ = ["AnomalyLocalLogger", "EXTRA_KEYS"]
 
 #: keys added to nnU-Net's logger, with the value an epoch from an older checkpoint gets: pooled AUROC,
 #: per-task AP / AUROC {task: value}, pooled AP without and with the healthy negatives, and the healthy
-#: false-positive scores {"1%": score, "0.1%": score}.
+#: false-positive scores {"1%": score, "0.1%": score}, and the selection metric's sampling error (the SD
+#: of its value over bootstrap resamples of the validation patches).
 EXTRA_KEYS = {"val_auroc": float("nan"), "val_ap_per_task": {}, "val_auroc_per_task": {}, "val_ap": float("nan"),
-              "val_ap_with_healthy": float("nan"), "val_healthy_fp": {}}
+              "val_ap_with_healthy": float("nan"), "val_healthy_fp": {}, "val_ap_bootstrap_sd": float("nan")}
 
 
 class AnomalyLocalLogger(LocalLogger):
@@ -58,6 +59,9 @@ class AnomalyLocalLogger(LocalLogger):
         ax2 = ax.twinx()
         ax2.plot(x, log["mean_fg_dice"][:epochs], color="g", ls="dotted", label="selection metric", linewidth=2,
                  marker="o")
+        selected, spread = np.asarray(log["mean_fg_dice"][:epochs], float), np.asarray(log["val_ap_bootstrap_sd"][:epochs], float)
+        ax2.fill_between(x, selected - spread, selected + spread, color="g", alpha=0.15,
+                         label="selection metric +- its sampling error (patches resampled)")
         ax2.plot(x, log["ema_fg_dice"][:epochs], color="g", label="selection metric, moving average (selects best)",
                  linewidth=3, marker="s")
         ax2.plot(x, log["val_ap"][:epochs], color="m", ls="dashed", label="pixel AP (pooled, anomalous patches)",

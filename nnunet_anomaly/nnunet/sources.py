@@ -16,8 +16,13 @@ The pool for ``inter_blend`` is, in this order:
    ``images/`` and optional ``masks/``), if set;
 2. ``$nnUNet_preprocessed/DatasetXXX_Name/anomaly_pool/`` if that folder exists;
 3. otherwise, for 2D configurations, scikit-image's bundled natural images
-   (:func:`nnunet_anomaly.offline_data.natural_images`, the reference uses ImageNet); for 3D there is
-   no honest built-in stand-in, so ``inter_blend`` is dropped from the tasks with a loud warning.
+   (:func:`nnunet_anomaly.offline_data.natural_images`, a dozen photographs where the reference draws
+   from 10,000 ImageNet images), announced with a loud warning (:func:`builtin_pool_warning`, in the
+   training log and on stderr); for 3D there is no honest built-in stand-in, so ``inter_blend`` is
+   dropped from the tasks with a loud warning.
+
+Which rule applied, and how many images the pool holds, is recorded in the fold's
+``validation/summary.json`` (``inter_blend_pool``, :meth:`ExternalPoolChoice.record`).
 
 The validation partition is never used as a training source, and no partition is used as the
 "external" pool.
@@ -31,7 +36,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["PreprocessedCasePool", "ExternalPoolChoice", "resolve_external_pool", "POOL_ENV_VAR", "POOL_FOLDER_NAME",
-           "case_view", "pool_instructions", "dropped_inter_blend_warning"]
+           "case_view", "pool_instructions", "dropped_inter_blend_warning", "builtin_pool_warning"]
 
 POOL_ENV_VAR = "nnunet_anomaly_pool"
 POOL_FOLDER_NAME = "anomaly_pool"
@@ -131,11 +136,34 @@ class PreprocessedCasePool:
 
 
 class ExternalPoolChoice:
-    """The resolved external pool: ``pool`` (or None) and a one-line ``description`` for the log."""
+    """The resolved external pool: ``pool`` (or None) and a one-line ``description`` for the log.
 
-    def __init__(self, pool, description: str):
+    ``source`` names the rule that applied: ``"environment"`` (``$nnunet_anomaly_pool``),
+    ``"dataset_folder"`` (``DatasetXXX/anomaly_pool/``), ``"builtin_natural_images"`` (the 2D
+    fallback) or ``"none"`` (3D without a pool: ``inter_blend`` dropped).
+    """
+
+    def __init__(self, pool, description: str, source: str = "none", location=None):
         self.pool = pool
         self.description = description
+        self.source = source
+        self.location = None if location is None else str(location)
+
+    @property
+    def fallback(self) -> bool:
+        """True when ``inter_blend`` draws from the built-in stand-in instead of a configured pool."""
+        return self.source == "builtin_natural_images"
+
+    def record(self) -> dict:
+        """What ``validation/summary.json`` keeps of the choice (JSON-ready).
+
+        Examples
+        --------
+        >>> ExternalPoolChoice(None, "no pool").record()
+        {'source': 'none', 'images': 0, 'location': None, 'fallback': False, 'description': 'no pool'}
+        """
+        return {"source": self.source, "images": 0 if self.pool is None else len(self.pool),
+                "location": self.location, "fallback": self.fallback, "description": self.description}
 
     def __repr__(self):
         return f"ExternalPoolChoice({self.description!r})"
@@ -186,14 +214,15 @@ def resolve_external_pool(preprocessed_dataset_folder, spatial_dims: int, *, num
             raise FileNotFoundError(f"{POOL_ENV_VAR}={configured}: expected a folder with an 'images/' subfolder "
                                     "(FolderPool layout)")
         from nnunet_anomaly.pools import FolderPool
-        return ExternalPoolChoice(FolderPool(folder), f"external pool from ${POOL_ENV_VAR}: {folder}")
+        return ExternalPoolChoice(FolderPool(folder), f"external pool from ${POOL_ENV_VAR}: {folder}",
+                                  "environment", folder)
     if preprocessed_dataset_folder is not None:
         folder = Path(preprocessed_dataset_folder) / POOL_FOLDER_NAME
         if folder.is_dir():
             if not (folder / "images").is_dir():
                 raise FileNotFoundError(f"{folder}: expected an 'images/' subfolder (FolderPool layout)")
             from nnunet_anomaly.pools import FolderPool
-            return ExternalPoolChoice(FolderPool(folder), f"external pool from {folder}")
+            return ExternalPoolChoice(FolderPool(folder), f"external pool from {folder}", "dataset_folder", folder)
     if spatial_dims == 2:
         from nnunet_anomaly.offline_data import natural_images
         from nnunet_anomaly.pools import ArrayPool
@@ -201,19 +230,45 @@ def resolve_external_pool(preprocessed_dataset_folder, spatial_dims: int, *, num
         pool = _ChannelTiledPool(ArrayPool(images), num_channels)
         return ExternalPoolChoice(pool, f"no external pool configured (${POOL_ENV_VAR} or "
                                         f"<nnUNet_preprocessed>/DatasetXXX/{POOL_FOLDER_NAME}/): inter_blend draws "
-                                        f"from the {len(images)} built-in natural images of scikit-image")
+                                        f"from the {len(images)} built-in natural images of scikit-image",
+                                  "builtin_natural_images")
     return ExternalPoolChoice(None, f"no external pool configured (${POOL_ENV_VAR} or "
                                     f"<nnUNet_preprocessed>/DatasetXXX/{POOL_FOLDER_NAME}/) and no built-in 3D "
                                     "pool exists: inter_blend is DROPPED from this run's tasks")
 
 
-def pool_instructions(preprocessed_dataset_folder) -> str:
-    """How to give the trainers an external pool (one sentence)."""
+def pool_instructions(preprocessed_dataset_folder, spatial_dims: int = 3) -> str:
+    """How to give the trainers an external pool (one sentence; the reference's pool for `spatial_dims`)."""
     where = os.path.join(os.fspath(preprocessed_dataset_folder), POOL_FOLDER_NAME) if preprocessed_dataset_folder \
         else f"$nnUNet_preprocessed/DatasetXXX_Name/{POOL_FOLDER_NAME}"
+    converter = ("DatasetPool_ImageNet -i IMAGENET/train -o FOLDER --num-images 10000" if spatial_dims == 2
+                 else "DatasetPool_MOODAbdomen")
     return (f"export {POOL_ENV_VAR}=FOLDER (a folder with images/ and optional masks/, e.g. written by "
-            f"python -m nnunet_anomaly.dataset_conversion.DatasetPool_MOODAbdomen) or put the pool at {where}/; see "
+            f"python -m nnunet_anomaly.dataset_conversion.{converter}) or put the pool at {where}/; see "
             "documentation/training.md, 'Source pools'")
+
+
+def builtin_pool_warning(trainer: str, fold, num_images: int, preprocessed_dataset_folder=None) -> str:
+    """The banner a 2D run prints when ``inter_blend`` falls back to the built-in natural images.
+
+    Examples
+    --------
+    >>> text = builtin_pool_warning("AnomalyTaskTrainer", 1, 12)
+    >>> print(text.splitlines()[1])
+    WARNING: AnomalyTaskTrainer fold 1: inter_blend draws from 12 built-in natural images (no external pool configured)
+    >>> "DatasetPool_ImageNet" in text
+    True
+    """
+    line = "!" * 100
+    return "\n".join([
+        line,
+        f"WARNING: {trainer} fold {fold}: inter_blend draws from {num_images} built-in natural images (no external "
+        "pool configured)",
+        "  The reference draws its patches from 10,000 ImageNet images; a dozen photographs give the network few",
+        "  textures to learn from, so this fold is not the paper's inter-dataset blending task.",
+        f"  To give the real pool: {pool_instructions(preprocessed_dataset_folder, spatial_dims=2)}.",
+        line,
+    ])
 
 
 def dropped_inter_blend_warning(trainer: str, fold, planned_train: Sequence[str], planned_val: Sequence[str],

@@ -39,14 +39,15 @@ from torch import distributed as dist
 
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
-from nnunet_anomaly.nnunet.losses import SoftBCEWithLogitsLoss, with_deep_supervision
+from nnunet_anomaly.nnunet.losses import SoftBCEWithLogitsLoss, output_to_map, with_deep_supervision
 from nnunet_anomaly.nnunet.lr_schedule import WarmupExponentialFloorLR, steps_to_epochs
 from nnunet_anomaly.nnunet.progress import AnomalyLocalLogger
 from nnunet_anomaly.nnunet.sources import (PreprocessedCasePool, case_view, dropped_inter_blend_warning,
                                            pool_instructions, resolve_external_pool)
 from nnunet_anomaly.nnunet.transforms import (AcquisitionVariationTransform, SoftDownsampleForDSTransform,
                                               SyntheticAnomalyTransform)
-from nnunet_anomaly.nnunet.validation import (HEALTHY, ValidationBatches, ValidationSample, crop_to_patch,
+from nnunet_anomaly.nnunet.validation import (HEALTHY, ValidationBatches, ValidationSample, bootstrap_ap_spread,
+                                              validation_canvas,
                                               gather_scores, healthy_false_positives, make_validation_image, pair_seed,
                                               select_pairs, summarise)
 
@@ -148,6 +149,8 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     task_substitutions: dict = {}
     #: loss on the single output channel (soft targets); wrapped in deep supervision when enabled.
     loss_class = SoftBCEWithLogitsLoss
+    #: how the output becomes the anomaly map: "sigmoid" (logits) or "identity" (clipped to [0, 1]; losses.py)
+    output_activation = "sigmoid"
     #: False: the reference's augmentation (3D: flip the left-right axis with p=0.5; 2D: none).
     use_nnunet_augmentation = False
     #: base seed of the anomaly parameters in the DA workers (combined with the fold).
@@ -333,6 +336,17 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         choice = resolve_external_pool(self.preprocessed_dataset_folder_base, self.spatial_dims,
                                        num_channels=num_channels)
         self.print_to_log_file(choice.description)
+        self.inter_blend_pool = choice.record()  # kept in validation/summary.json
+        if choice.fallback and not getattr(self, "_fallback_warned", False):  # 2D stand-in: as loud as 3D's drop
+            import sys
+            from nnunet_anomaly.nnunet.sources import builtin_pool_warning
+            banner = builtin_pool_warning(type(self).__name__, self.fold, len(choice.pool),
+                                          self.preprocessed_dataset_folder_base)
+            for line in banner.splitlines():
+                self.print_to_log_file(line, also_print_to_console=False)
+            if self.local_rank == 0:
+                print(banner, file=sys.stderr, flush=True)
+            self._fallback_warned = True
         if choice.pool is None:
             # against the fold's own tasks: this runs again for the final validation, on the reduced lists
             planned_train, planned_val = list(self._fold_tasks[0]), list(self._fold_tasks[1])
@@ -396,9 +410,10 @@ class AnomalyTaskTrainer(nnUNetTrainer):
     def get_dataloaders(self):
         from batchgenerators.dataloading.nondet_multi_threaded_augmenter import NonDetMultiThreadedAugmenter
         from batchgenerators.dataloading.single_threaded_augmenter import SingleThreadedAugmenter
-        from nnunetv2.training.dataloading.data_loader import nnUNetDataLoader
         from nnunetv2.training.dataloading.nnunet_dataset import infer_dataset_class
         from nnunetv2.utilities.default_n_proc_DA import get_allowed_n_proc_DA
+
+        from nnunet_anomaly.nnunet.sampling import CanvasDataLoader
 
         if self.dataset_class is None:
             self.dataset_class = infer_dataset_class(self.preprocessed_dataset_folder)
@@ -413,7 +428,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         transforms = self._training_transforms(patch_size, rotation, ds_scales, mirror_axes, dummy_2d,
                                                train_pool, inter_pool)
         dataset_tr = self.dataset_class(self.preprocessed_dataset_folder, train_keys)
-        loader = nnUNetDataLoader(dataset_tr, self.batch_size, initial_patch_size, patch_size, self.label_manager,
+        loader = CanvasDataLoader(dataset_tr, self.batch_size, initial_patch_size, patch_size, self.label_manager,
                                   oversample_foreground_percent=self.oversample_foreground_percent,
                                   sampling_probabilities=None, pad_sides=None, transforms=transforms,
                                   probabilistic_oversampling=self.probabilistic_oversampling)
@@ -459,13 +474,12 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             seed = pair_seed(self.validation_seed, case, task)
             rng = np.random.default_rng(seed.spawn(1)[0])
             image, foreground = case_view(data, seg, self.spatial_dims, rng if self.spatial_dims == 2 else None)
-            anomalous, label, mask = make_validation_image(image, foreground, task, seed, intra_pool=val_pool,
-                                                           inter_pool=inter_pool, options=options)
-            # centre: the anomaly when there is one (the patch must show what is scored), else the foreground
-            where = np.argwhere(mask) if mask.any() else np.argwhere(foreground)
-            centre = where[rng.integers(len(where))] if len(where) else np.array(foreground.shape) // 2
-            img_p, lab_p, mask_p, fg_p = crop_to_patch([anomalous, label[None], mask, foreground], centre, patch,
-                                                       [0.0, 0.0, False, False])
+            # the training canvas (the whole image centred when it fits, else a patch over the foreground),
+            # and the task applied to it, as training applies it to its patch
+            img_c, fg_p = validation_canvas(image, foreground, patch, rng)
+            img_p, lab_p, mask_p = make_validation_image(img_c, fg_p, task, seed, intra_pool=val_pool,
+                                                         inter_pool=inter_pool, options=options)
+            lab_p = lab_p[None]
             # an anomalous patch is scored everywhere; a healthy one on its foreground (healthy tissue)
             scored = np.flatnonzero(fg_p) if task == HEALTHY else None
             n = mask_p.size if scored is None else scored.size
@@ -533,7 +547,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
             output = self.network(data)
             loss = self.loss(output, target)
         highest = output[0] if self.enable_deep_supervision else output
-        probabilities = torch.sigmoid(highest.float())[:, 0].cpu().numpy()
+        probabilities = output_to_map(highest, self.output_activation)[:, 0].cpu().numpy()
         scores, targets, tasks = [], [], []
         for j, k in enumerate(batch['keys']):
             sample = self._validation_samples[self._validation_keys[k]]
@@ -567,6 +581,11 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         if not np.isfinite(selected):
             self.print_to_log_file("WARNING: no anomalous voxel in the synthetic validation patches; AP logged as 0")
             selected = 0.0
+        # the selection metric's sampling error on this set (patches resampled): how large a difference it decides
+        chosen = self.val_task_names + ([HEALTHY] if selection == 'pooled_with_healthy' else [])
+        spread = bootstrap_ap_spread([s for t in chosen for s in scores.get(t, [])],
+                                     [m for t in chosen for m in targets.get(t, [])], seed=self.validation_seed)
+        self.logger.log('val_ap_bootstrap_sd', spread, self.current_epoch)
         per_task_ap = {t: summary['per_task'][t]['ap'] for t in self.val_task_names}
         per_task_auroc = {t: summary['per_task'][t]['auroc'] for t in self.val_task_names}
         healthy = summary.get('healthy', {})
@@ -591,7 +610,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         self.print_to_log_file('val_loss', np.round(log('val_losses', step=-1), decimals=4))
         self.print_to_log_file('synthetic validation pixel AP (pooled)', np.round(log('val_ap', step=-1), 4),
                                'with healthy negatives', np.round(log('val_ap_with_healthy', step=-1), 4),
-                               'AUROC', np.round(log('val_auroc', step=-1), 4))
+                               'AUROC', np.round(log('val_auroc', step=-1), 4),
+                               f"(selection metric's sampling error: SD {log('val_ap_bootstrap_sd', step=-1):.4f} "
+                               f"over resampled patches)")
         if log('val_healthy_fp', step=-1):
             self.print_to_log_file('healthy voxels: score exceeded by', {k: round(float(v), 4) for k, v in
                                                                          log('val_healthy_fp', step=-1).items()})
@@ -783,7 +804,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
                 "trainer": type(self).__name__, "fold": self.fold, "train_tasks": self.train_task_names,
                 "val_tasks": self.val_task_names, "cases": cases, "validation_seed": self.validation_seed,
                 "test_time_mirroring": bool(self.final_validation_mirroring),
+                "output_activation": self.output_activation,
                 "dropped_tasks": self.dropped_tasks,
+                "inter_blend_pool": getattr(self, "inter_blend_pool", None),
                 "checkpoint": {"file": self._loaded_checkpoint or "checkpoint_final.pth",
                                "epochs_trained": int(self.current_epoch)},
             })
@@ -840,7 +863,7 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         network_input = image[:, None] if self.spatial_dims == 2 else image
         with torch.no_grad():
             logits = predictor.predict_sliding_window_return_logits(torch.from_numpy(network_input))
-        return torch.sigmoid(logits.float().cpu())[0].numpy().reshape(image.shape[1:])
+        return output_to_map(logits.cpu(), self.output_activation)[0].numpy().reshape(image.shape[1:])
 
 
 def _validation_digest(samples) -> str:

@@ -5,8 +5,9 @@ the validation tasks are applied once to the validation partition with seeds tha
 ``(validation_seed, case identifier, task)``: the set is identical in every epoch, on every GPU
 count, and after resuming.
 
-Per epoch the network sees fixed *patches* (``patch_size``, centred on a fixed foreground voxel), so
-the cost is a few batches; the final validation (:func:`make_validation_image` on the full image,
+Per epoch the network sees fixed *patches* on the training canvas (:func:`validation_canvas`: the
+whole image centred when it fits the patch, the task applied to that canvas as training applies it),
+so the cost is a few batches; the final validation (:func:`make_validation_image` on the full image,
 predicted with nnU-Net's sliding window) is exact.
 
 Healthy anatomy is part of the set: the pseudo-task :data:`HEALTHY` stands for the validation images
@@ -25,7 +26,8 @@ from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
-__all__ = ["HEALTHY", "ValidationSample", "pair_seed", "make_validation_image", "crop_to_patch", "select_pairs",
+__all__ = ["HEALTHY", "ValidationSample", "pair_seed", "make_validation_image", "crop_to_patch", "validation_canvas",
+           "select_pairs", "bootstrap_ap_spread",
            "pixel_metrics", "healthy_false_positives", "summarise", "gather_scores", "ValidationBatches"]
 
 #: the pseudo-task of the anomaly-free validation samples (the image as it is; every scored voxel negative)
@@ -113,6 +115,31 @@ def crop_to_patch(arrays: Sequence[np.ndarray], centre: Sequence[int], patch_siz
         result[(..., *dst)] = array[(..., *src)]
         out.append(result)
     return out
+
+
+def validation_canvas(image: np.ndarray, foreground: np.ndarray, patch_size: Sequence[int],
+                      rng: np.random.Generator) -> list[np.ndarray]:
+    """`image` ``(C, *spatial)`` and `foreground` on the training canvas, before any task is applied.
+
+    The canvas is the one training uses (:func:`nnunet_anomaly.nnunet.sampling.patch_origin`): the
+    whole image centred where it fits the patch, else a patch inside the image over a random
+    foreground voxel. Applying the task to the canvas, as training applies it to its patch, gives
+    validation anomalies of the training size in the training geometry.
+
+    Examples
+    --------
+    >>> image = np.ones((1, 4, 6), np.float32); foreground = image[0] > 0
+    >>> canvas, fg = validation_canvas(image, foreground, (8, 8), np.random.default_rng(0))
+    >>> canvas.shape, int(fg.sum()), np.argwhere(fg).min(0).tolist()
+    ((1, 8, 8), 24, [2, 1])
+    """
+    from nnunet_anomaly.nnunet.sampling import patch_origin
+
+    where = np.argwhere(foreground)
+    centre = where[rng.integers(len(where))] if len(where) else None
+    origin = patch_origin(foreground.shape, patch_size, centre)
+    return crop_to_patch([image, foreground], [o + p // 2 for o, p in zip(origin, patch_size)], patch_size,
+                         [0.0, False])
 
 
 def select_pairs(cases: Sequence[str], tasks: Sequence[str], max_pairs: int, seed: int) -> list[tuple[str, str]]:
@@ -215,6 +242,63 @@ def summarise(scores_by_task: dict, targets_by_task: dict, tasks: Sequence[str])
         summary["pooled_with_healthy"] = _pooled(all_scores + [healthy], all_targets + [np.zeros(healthy.size, bool)])
         summary["healthy"] = healthy_false_positives(healthy)
     return summary
+
+
+def bootstrap_ap_spread(scores: Sequence[np.ndarray], targets: Sequence[np.ndarray],
+                        other_scores: Sequence[np.ndarray] | None = None, *, n_resamples: int = 500,
+                        seed: int = 0, bins: int = 2048) -> float:
+    """The sampling error of the pooled AP of a validation set: its SD when whole samples are resampled.
+
+    The validation set is a sample of patches; the pooled AP a model gets on it is one draw. Resampling
+    the patches with replacement (each keeps all its voxels, which are not independent) gives the
+    spread of that AP, which says how large a difference the set can decide. With `other_scores` (a
+    second model's scores of the same voxels) it is the SD of the *difference* of the two APs on the
+    same resampled patches: the error of a comparison on a fixed set, which is what selection makes.
+    Scores are probabilities in [0, 1], counted in `bins` equal bins (the AP of binned scores).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> targets = [rng.random(500) < 0.1 for _ in range(40)]
+    >>> scores = [np.clip(t * 0.3 + rng.random(t.size) * 0.7, 0, 1) for t in targets]
+    >>> few, many = bootstrap_ap_spread(scores[:10], targets[:10]), bootstrap_ap_spread(scores, targets)
+    >>> bool(0 < many < few)
+    True
+    >>> bootstrap_ap_spread(scores, targets, scores)  # a model against itself: no difference to decide
+    0.0
+    """
+    from nnunet_anomaly.evaluation._histogram import _average_precision_from_counts
+
+    if len(scores) != len(targets) or (other_scores is not None and len(other_scores) != len(scores)):
+        raise ValueError(f"{len(scores)} score arrays, {len(targets)} target arrays"
+                         + ("" if other_scores is None else f" and {len(other_scores)} other score arrays"))
+    if not len(scores):
+        return float("nan")
+
+    def counts(per_sample):  # (samples, 2, bins): negatives and positives per bin, highest bin first
+        out = np.zeros((len(per_sample), 2, bins))
+        for i, (s, t) in enumerate(zip(per_sample, targets)):
+            b = bins - 1 - np.clip((np.asarray(s, np.float64).ravel() * bins).astype(int), 0, bins - 1)
+            t = np.asarray(t, bool).ravel()
+            out[i, 0] = np.bincount(b[~t], minlength=bins)
+            out[i, 1] = np.bincount(b[t], minlength=bins)
+        return out
+
+    models = [counts(scores)] + ([counts(other_scores)] if other_scores is not None else [])
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(int(n_resamples)):
+        weights = np.bincount(rng.integers(len(scores), size=len(scores)), minlength=len(scores)).astype(float)
+        aps = []
+        for c in models:
+            negatives, positives = np.tensordot(weights, c, axes=1)
+            occupied = (positives + negatives) > 0
+            aps.append(_average_precision_from_counts(positives[occupied], negatives[occupied])
+                       if positives.sum() else np.nan)
+        values.append(aps[0] - aps[1] if len(aps) == 2 else aps[0])
+    values = np.asarray(values)
+    values = values[np.isfinite(values)]
+    return float(np.std(values)) if values.size > 1 else float("nan")
 
 
 def _pooled(scores: list, targets: list) -> dict:

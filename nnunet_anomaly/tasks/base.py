@@ -81,8 +81,8 @@ class TaskOptions:
     fill_holes : bool
         The reference's grey closing + hole filling per anomaly region in the labeller (default True:
         without it the mean label inside the mask is 6-13 points lower for the blends, sink and source,
-        measured on the MNI brain; it doubles the generator's cost, about 13 instead of 5 ms per 3D
-        sample). False gives the raw per-voxel label.
+        measured on the MNI brain; its cost is in benchmarks/README.md, "Anomaly generator").
+        False gives the raw per-voxel label.
 
     Examples
     --------
