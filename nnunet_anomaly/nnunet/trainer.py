@@ -338,14 +338,9 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         self.print_to_log_file(choice.description)
         self.inter_blend_pool = choice.record()  # kept in validation/summary.json
         if choice.fallback and not getattr(self, "_fallback_warned", False):  # 2D stand-in: as loud as 3D's drop
-            import sys
             from nnunet_anomaly.nnunet.sources import builtin_pool_warning
-            banner = builtin_pool_warning(type(self).__name__, self.fold, len(choice.pool),
-                                          self.preprocessed_dataset_folder_base)
-            for line in banner.splitlines():
-                self.print_to_log_file(line, also_print_to_console=False)
-            if self.local_rank == 0:
-                print(banner, file=sys.stderr, flush=True)
+            self._announce(builtin_pool_warning(type(self).__name__, self.fold, len(choice.pool),
+                                                self.preprocessed_dataset_folder_base))
             self._fallback_warned = True
         if choice.pool is None:
             # against the fold's own tasks: this runs again for the final validation, on the reduced lists
@@ -372,11 +367,14 @@ class AnomalyTaskTrainer(nnUNetTrainer):
         return train_pool, val_pool, choice.pool
 
     def _warn_dropped(self):
-        """Say in the training log and on stderr (where job schedulers keep errors) that inter_blend is dropped."""
+        """Say loudly that inter_blend is dropped (:meth:`_announce`)."""
+        self._announce(dropped_inter_blend_warning(type(self).__name__, self.fold, *self._fold_tasks,
+                                                   preprocessed_dataset_folder=self.preprocessed_dataset_folder_base))
+
+    def _announce(self, banner: str) -> None:
+        """Write a warning banner to the training log and to stderr (where job schedulers keep errors)."""
         import sys
 
-        banner = dropped_inter_blend_warning(type(self).__name__, self.fold, *self._fold_tasks,
-                                             preprocessed_dataset_folder=self.preprocessed_dataset_folder_base)
         for line in banner.splitlines():
             self.print_to_log_file(line, also_print_to_console=False)
         if self.local_rank == 0:
